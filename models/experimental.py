@@ -1,0 +1,96 @@
+"""v6.1's ``models/experimental.py``: CrossConv, MixConv2d, Sum (re-exported), Ensemble and ``attempt_load``.
+
+This module sits above ``models.yolo``: it loads whole checkpoints, so it needs the model classes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from models.common import Conv, CrossConv, MixConv2d, Sum  # noqa: F401  (v6.1 pickles name the last three here)
+from models.yolo import Detect, Model
+from utils.checkpoint import load_checkpoint
+from utils.general import LOGGER
+
+
+class Ensemble(nn.ModuleList):
+    """An ensemble of models whose inference outputs are concatenated for one NMS."""
+
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor, augment: bool = False, profile: bool = False, visualize: bool = False):
+        y = [module(x, augment, profile, visualize)[0] for module in self]
+        return torch.cat(y, 1), None  # NMS ensemble: (bs, sum of N, no)
+
+
+def safe_classes() -> list:
+    """What a checkpoint may reference: every nn.Module class reachable as ``models.<module>.<Name>`` (under
+    each path it is exported from, e.g. ``models.common.NAMAttention`` as forks pickle it) and every class of
+    ``torch.nn``. Loading instantiates them without running their ``__init__``; nothing else is allowed."""
+    out: dict[tuple, None] = {}
+    for name, mod in list(sys.modules.items()):
+        if mod is not None and (name == "models" or name.startswith("models.")):
+            for attr, obj in vars(mod).items():
+                if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__.startswith("models."):
+                    out.setdefault((obj, f"{name}.{attr}"), None)
+                    out.setdefault((obj, f"{obj.__module__}.{obj.__qualname__}"), None)
+    out_list: list = list(out)
+    out_list += [obj for obj in vars(nn).values() if inspect.isclass(obj) and issubclass(obj, nn.Module)]
+    return out_list
+
+
+def _model_from_ckpt(ckpt) -> nn.Module:
+    """The model object in a checkpoint: ``ema`` when present, else ``model``; a bare model is accepted too."""
+    if isinstance(ckpt, nn.Module):
+        return ckpt
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("ema") or ckpt.get("model"), nn.Module):
+        raise ValueError("not a YOLOv5 checkpoint: expected a dict with a 'model' (or 'ema') entry holding a Model")
+    return ckpt.get("ema") or ckpt["model"]
+
+
+def attempt_load(weights: str | Path | list, map_location=None, inplace: bool = True, fuse: bool = True,
+                 trusted: bool | None = None) -> nn.Module:
+    """Load one checkpoint as a Model, or several as an Ensemble (facts §6.3).
+
+    Checkpoints are read with ``torch.load(weights_only=True)`` and the allowlist of :func:`safe_classes`;
+    set ``YOLOV5_TRUST_CHECKPOINT=1`` (or pass ``trusted=True``) to load a pickle you trust that needs more.
+    Nothing is downloaded: a missing file is a ``FileNotFoundError``.
+
+    Args:
+        weights: a path or a list of paths.
+        map_location: as in ``torch.load``.
+        inplace: Detect/activation ``inplace`` flag.
+        fuse: fold BatchNorms (``Model.fuse()``).
+        trusted: see above.
+    """
+    model = Ensemble()
+    for w in weights if isinstance(weights, list) else [weights]:
+        ckpt = load_checkpoint(w, map_location=map_location, allowed=safe_classes(), trusted=trusted)
+        m = _model_from_ckpt(ckpt).float()
+        if fuse and hasattr(m, "fuse"):
+            m = m.fuse()
+        model.append(m.eval())
+
+    for m in model.modules():  # compatibility with checkpoints from other torch / YOLOv5 versions
+        t = type(m)
+        if t in (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU, Detect, Model):
+            m.inplace = inplace
+            if t is Detect and not isinstance(m.anchor_grid, list):  # old checkpoints held it as a buffer
+                delattr(m, "anchor_grid")
+                m.anchor_grid = [torch.zeros(1)] * m.nl
+        elif isinstance(m, Conv):
+            m._non_persistent_buffers_set = set()  # torch 1.6 compatibility
+
+    if len(model) == 1:
+        return model[-1]
+    LOGGER.info(f"Ensemble created with {weights}\n")
+    for k in ("names",):
+        setattr(model, k, getattr(model[-1], k))
+    model.stride = model[torch.argmax(torch.tensor([m.stride.max() for m in model])).int()].stride
+    return model

@@ -1,0 +1,258 @@
+"""The layer registry: yaml module name -> class, and each class's channel rule.
+
+``parse_model`` resolves every yaml ``module`` string here and asks the layer's *channel rule* how to turn the
+yaml arguments into constructor arguments and how many channels come out. It never branches on a module
+name, so a new layer (an attention module, say) is one file with one decorator::
+
+    from models.registry import register, attention
+
+    @register(rule=attention, kind="attention")
+    class MyAttention(nn.Module):
+        def __init__(self, c1: int, reduction: int = 16): ...
+
+and the yaml line ``[-1, 1, MyAttention, [1024, 8]]`` builds it with the real input channels.
+
+A channel rule is a callable ``rule(ctx: LayerContext) -> LayerArgs``. The rules YOLOv5 v6.1 needs
+(facts §1.4) are defined below: :func:`passthrough`, :func:`conv`, :func:`conv_repeat`,
+:func:`input_channels`, :func:`concat`, :func:`contract`, :func:`expand`, :func:`detect` and
+:func:`attention`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch.nn as nn
+
+from utils.general import make_divisible
+
+
+class ModelConfigError(ValueError):
+    """A model yaml that cannot be built; the message names the file, the layer and what is wrong."""
+
+
+@dataclass
+class LayerContext:
+    """What a channel rule sees about one yaml row.
+
+    Attributes:
+        c_in: output channels of each ``from`` input, in ``from`` order (one entry for a single input).
+        args: the yaml arguments, with the strings ``None``, ``nc``, ``anchors``... already resolved.
+        n: the depth-scaled repeat count.
+        gw: the yaml's ``width_multiple``.
+        no_total: ``na * (nc + 5)``, the channel count of a Detect output conv (left unscaled by ``conv``).
+        name: the module name as written in the yaml.
+        index: the layer index.
+    """
+
+    c_in: list[int]
+    args: list
+    n: int
+    gw: float
+    no_total: int
+    name: str = ""
+    index: int = 0
+
+    @property
+    def c1(self) -> int:
+        """Channels of the single input; a rule for one-input layers uses this."""
+        if len(self.c_in) != 1:
+            raise ModelConfigError(f"{self.name} takes one input, got {len(self.c_in)} ('from' is a list)")
+        return self.c_in[0]
+
+    def scale(self, c: int) -> int:
+        """Scale a nominal (width 1.0) channel count by ``width_multiple``, as YOLOv5 does."""
+        return c if c == self.no_total else make_divisible(c * self.gw, 8)
+
+
+@dataclass
+class LayerArgs:
+    """What a channel rule returns: constructor ``args``/``kwargs``, output channels ``c2`` and repeat count
+    ``n`` (how many instances parse_model chains in an ``nn.Sequential``; rules that pass the depth into the
+    constructor return 1)."""
+
+    args: list
+    c2: int
+    n: int = 1
+    kwargs: dict = field(default_factory=dict)
+
+
+Rule = Callable[[LayerContext], LayerArgs]
+
+
+# ----------------------------------------------------------------------------------------- channel rules
+def passthrough(ctx: LayerContext) -> LayerArgs:
+    """Arguments unchanged, output channels = input channels (nn.Upsample, nn.MaxPool2d, nn.ZeroPad2d...)."""
+    return LayerArgs(list(ctx.args), ctx.c_in[0], ctx.n)
+
+
+def conv(ctx: LayerContext) -> LayerArgs:
+    """``(c1, c2, *rest)`` with ``c2 = args[0]`` scaled by width (Conv, SPPF, Bottleneck, C3SPP...)."""
+    if not ctx.args or not isinstance(ctx.args[0], int):
+        raise ModelConfigError(f"{ctx.name} needs its output channel count as the first argument, got {ctx.args}")
+    c2 = ctx.scale(ctx.args[0])
+    return LayerArgs([ctx.c1, c2, *ctx.args[1:]], c2, ctx.n)
+
+
+def conv_repeat(ctx: LayerContext) -> LayerArgs:
+    """As :func:`conv`, with the repeat count passed as the third argument (C3, BottleneckCSP, C3TR, C3Ghost)."""
+    la = conv(ctx)
+    return LayerArgs([*la.args[:2], ctx.n, *la.args[2:]], la.c2, 1)
+
+
+def input_channels(ctx: LayerContext) -> LayerArgs:
+    """The only argument is the input channel count (nn.BatchNorm2d)."""
+    return LayerArgs([ctx.c1], ctx.c1, ctx.n)
+
+
+def concat(ctx: LayerContext) -> LayerArgs:
+    """Output channels are the sum of the inputs' (Concat)."""
+    return LayerArgs(list(ctx.args), sum(ctx.c_in), ctx.n)
+
+
+def contract(ctx: LayerContext) -> LayerArgs:
+    """Space-to-depth by ``gain = args[0]``: channels times gain²."""
+    gain = ctx.args[0] if ctx.args else 2
+    return LayerArgs(list(ctx.args), ctx.c1 * gain**2, ctx.n)
+
+
+def expand(ctx: LayerContext) -> LayerArgs:
+    """Depth-to-space by ``gain = args[0]``: channels divided by gain²."""
+    gain = ctx.args[0] if ctx.args else 2
+    return LayerArgs(list(ctx.args), ctx.c1 // gain**2, ctx.n)
+
+
+def detect(ctx: LayerContext) -> LayerArgs:
+    """``[nc, anchors]`` + the list of input channels; an int ``anchors`` becomes placeholder anchors."""
+    if len(ctx.args) < 2:
+        raise ModelConfigError(f"{ctx.name} needs the arguments [nc, anchors], got {ctx.args}")
+    nc, anchors, *rest = ctx.args
+    if isinstance(anchors, int):  # anchors per level -> (0,1), (2,3), ... px, replaced later by AutoAnchor
+        anchors = [list(range(anchors * 2))] * len(ctx.c_in)
+    elif len(anchors) != len(ctx.c_in):
+        raise ModelConfigError(
+            f"{ctx.name} has {len(anchors)} anchor levels but {len(ctx.c_in)} inputs in 'from'")
+    return LayerArgs([nc, anchors, list(ctx.c_in), *rest], ctx.c_in[0], 1)
+
+
+def attention(ctx: LayerContext) -> LayerArgs:
+    """Attention contract (attention-modules.md): output channels = input channels.
+
+    yaml args: an optional nominal channel count (an int, for width 1.0, scaled and checked against the real
+    input), then the module's own positional options, then optionally a mapping of keyword options.
+    """
+    args, kwargs = list(ctx.args), {}
+    if args and isinstance(args[-1], dict):
+        kwargs = dict(args.pop())
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        nominal = args.pop(0)
+        expected = ctx.scale(nominal)
+        if expected != ctx.c1:
+            raise ModelConfigError(
+                f"{ctx.name} expects {expected} input channels ({nominal} nominal × width_multiple {ctx.gw}) "
+                f"but its input has {ctx.c1} channels; write [{_nominal_for(ctx.c1, ctx.gw)}] or [] in the yaml")
+    return LayerArgs([ctx.c1, *args], ctx.c1, ctx.n, kwargs)
+
+
+def _nominal_for(c: int, gw: float) -> int:
+    """A nominal channel count that scales to ``c`` (for the hint in the mismatch message)."""
+    return int(round(c / gw)) if gw else c
+
+
+# ----------------------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class LayerSpec:
+    """One registered layer: its yaml name, class, channel rule and kind (``layer``, ``attention``...)."""
+
+    name: str
+    cls: type
+    rule: Rule
+    kind: str = "layer"
+
+
+_REGISTRY: dict[str, LayerSpec] = {}
+
+
+def register(name: str | None = None, *, rule: Rule = passthrough, kind: str = "layer",
+             aliases: tuple[str, ...] = ()) -> Callable[[type], type]:
+    """Class decorator: make ``cls`` buildable from a yaml line under ``name`` (default: the class name).
+
+    Args:
+        name: yaml name; defaults to ``cls.__name__``.
+        rule: channel rule (see module docstring).
+        kind: a tag used by tools and tests; attention modules use ``"attention"``.
+        aliases: further yaml names for the same class (e.g. ``simam_module`` for ``SimAM``).
+
+    Re-registering a name with a class of the same qualified name replaces it (a module imported twice, as
+    when ``models/yolo.py`` runs as a script); a different class under a taken name is an error.
+    """
+
+    def wrap(cls: type) -> type:
+        for key in (name or cls.__name__, *aliases):
+            old = _REGISTRY.get(key)
+            if old is not None and old.cls.__qualname__ != cls.__qualname__:
+                raise ValueError(f"layer name '{key}' is already registered for {old.cls.__module__}."
+                                 f"{old.cls.__qualname__}")
+            _REGISTRY[key] = LayerSpec(key, cls, rule, kind)
+        return cls
+
+    return wrap
+
+
+def unregister(name: str) -> None:
+    """Remove a registered name (tests that register throw-away modules clean up with this)."""
+    _REGISTRY.pop(name, None)
+
+
+def resolve(name: str) -> LayerSpec:
+    """Look up a yaml module name; ``KeyError`` with the closest names when it is unknown."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(name) from None
+
+
+def closest(name: str, n: int = 3) -> list[str]:
+    """Registered names closest to ``name`` (for 'did you mean' messages)."""
+    names = list(_REGISTRY)
+    found = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    low = {k.lower(): k for k in names}
+    if name.lower() in low and low[name.lower()] not in found:
+        found.insert(0, low[name.lower()])
+    return found[:n]
+
+
+def specs(kind: str | None = None) -> Iterator[LayerSpec]:
+    """All registered specs (one per name, aliases included), optionally of one ``kind``."""
+    return (s for s in list(_REGISTRY.values()) if kind is None or s.kind == kind)
+
+
+def classes(kind: str | None = None) -> list[type]:
+    """The distinct registered classes, optionally of one ``kind``, in registration order."""
+    seen: dict[type, None] = {}
+    for s in specs(kind):
+        seen.setdefault(s.cls, None)
+    return list(seen)
+
+
+# torch.nn layers that yamls name as ``nn.<Name>``: the one small table of them.
+_TORCH_RULES: dict[str, Rule] = {
+    "Upsample": passthrough, "MaxPool2d": passthrough, "AvgPool2d": passthrough, "ZeroPad2d": passthrough,
+    "Identity": passthrough, "Dropout": passthrough, "ReLU": passthrough, "SiLU": passthrough,
+    "LeakyReLU": passthrough, "Hardswish": passthrough, "AdaptiveAvgPool2d": passthrough,
+    "BatchNorm2d": input_channels,
+}
+for _name, _rule in _TORCH_RULES.items():
+    register(f"nn.{_name}", rule=_rule, kind="torch")(getattr(nn, _name))
+
+
+def resolve_arg(a: Any, scope: dict[str, Any]) -> Any:
+    """Resolve one yaml argument without ``eval``: the strings ``None``/``True``/``False`` and names in
+    ``scope`` (``nc``, ``anchors``) become values, every other string stays a string (``'nearest'``)."""
+    if isinstance(a, str):
+        if a in scope:
+            return scope[a]
+        return {"None": None, "True": True, "False": False}.get(a, a)
+    return a

@@ -1,0 +1,75 @@
+"""Safe checkpoint loading: ``torch.load(weights_only=True)`` with an allowlist of classes.
+
+YOLOv5 checkpoints pickle whole model objects, and a plain ``torch.load`` of a pickle runs whatever code the
+file names. Here a checkpoint may only reference the classes the caller allows (the project's layers and
+torch.nn's, see ``models.experimental.safe_classes``); anything else is refused with a message that names
+the global it wanted. A user who trusts a file opts in with the environment variable
+``YOLOV5_TRUST_CHECKPOINT=1`` (or ``trusted=True``), which loads it as an ordinary pickle.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+TRUST_ENV = "YOLOV5_TRUST_CHECKPOINT"
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint that needs a global outside the allowlist; nothing from it was executed."""
+
+
+def _numpy_globals() -> list:
+    """numpy objects a pickled array (e.g. v6.1's ``best_fitness``) needs, under numpy 1.x and 2.x names."""
+    from numpy.core import multiarray  # noqa: F401  (numpy 2 keeps numpy.core as an alias)
+
+    rec = np.core.multiarray._reconstruct
+    out = [(rec, "numpy.core.multiarray._reconstruct"), (rec, "numpy._core.multiarray._reconstruct"),
+           np.ndarray, np.dtype, (np.core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+           (np.core.multiarray.scalar, "numpy._core.multiarray.scalar")]
+    out += [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)]
+    return out
+
+
+def trust_requested(trusted: bool | None = None) -> bool:
+    """True when the caller or the environment (``YOLOV5_TRUST_CHECKPOINT=1``) opts in to full unpickling."""
+    if trusted is not None:
+        return trusted
+    return os.getenv(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def load_checkpoint(f: str | Path, map_location: Any = None, allowed: Iterable = (),
+                    trusted: bool | None = None) -> Any:
+    """Load a torch checkpoint allowing only ``allowed`` globals (plus torch's tensor types and numpy arrays).
+
+    Args:
+        f: checkpoint path.
+        map_location: as in ``torch.load``.
+        allowed: classes/functions (or ``(obj, "dotted.name")`` pairs) the pickle may reference.
+        trusted: load as a full pickle (runs code from the file); default from ``YOLOV5_TRUST_CHECKPOINT``.
+
+    Raises:
+        FileNotFoundError: ``f`` does not exist.
+        UnsafeCheckpointError: the file references a global outside the allowlist.
+    """
+    f = Path(f)
+    if not f.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {f}")
+    if trust_requested(trusted):
+        return torch.load(f, map_location=map_location, weights_only=False)
+    with torch.serialization.safe_globals([*allowed, *_numpy_globals()]):
+        try:
+            return torch.load(f, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            m = re.search(r"GLOBAL ([\w.]+)", str(e)) or re.search(r"global[s]? [`']?([\w.]+)", str(e))
+            name = m.group(1) if m else "an unknown global"
+            raise UnsafeCheckpointError(
+                f"Refusing to load {f}: it references '{name}', which is not one of the model classes this "
+                f"project allows in a checkpoint, and unpickling it could run code from the file. Nothing was "
+                f"executed. If you trust this file, set {TRUST_ENV}=1 and load it again.") from None

@@ -1,0 +1,119 @@
+"""General helpers: the project logger, coloured strings, file lookup, run-folder naming."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[1]  # repository root
+RANK = int(os.getenv("RANK", -1))
+VERBOSE = str(os.getenv("YOLOv5_VERBOSE", True)).lower() == "true"
+NUM_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))
+
+
+def set_logging(name: str = "yolov5", verbose: bool = True) -> logging.Logger:
+    """Configure and return the project logger: plain ``%(message)s`` lines, INFO on rank -1/0 when verbose."""
+    level = logging.INFO if verbose and RANK in (-1, 0) else logging.WARNING
+    log = logging.getLogger(name)
+    log.setLevel(level)
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.propagate = False
+    return log
+
+
+LOGGER = set_logging(verbose=VERBOSE)  # the one logger (facts §15.6)
+
+
+def emojis(s: str = "") -> str:
+    """Strip emojis on Windows consoles that cannot print them."""
+    return s.encode().decode("ascii", "ignore") if platform.system() == "Windows" else s
+
+
+_COLORS = {
+    "black": "\033[30m", "red": "\033[31m", "green": "\033[32m", "yellow": "\033[33m", "blue": "\033[34m",
+    "magenta": "\033[35m", "cyan": "\033[36m", "white": "\033[37m",
+    "bright_black": "\033[90m", "bright_red": "\033[91m", "bright_green": "\033[92m", "bright_yellow": "\033[93m",
+    "bright_blue": "\033[94m", "bright_magenta": "\033[95m", "bright_cyan": "\033[96m", "bright_white": "\033[97m",
+    "end": "\033[0m", "bold": "\033[1m", "underline": "\033[4m",
+}
+
+
+def colorstr(*input: str) -> str:
+    """Colour a string with ANSI codes: ``colorstr('blue', 'bold', 'hello')`` (default blue bold)."""
+    *args, string = input if len(input) > 1 else ("blue", "bold", input[0])
+    return "".join(_COLORS[x] for x in args) + f"{string}" + _COLORS["end"]
+
+
+def make_divisible(x: float, divisor: Any = 8) -> int:
+    """Smallest multiple of ``divisor`` that is >= ``x`` (a tensor divisor counts as its max)."""
+    if hasattr(divisor, "max"):
+        divisor = int(divisor.max())
+    return math.ceil(x / divisor) * divisor
+
+
+def print_args(name: str, opt: Any) -> None:
+    """Log ``name: k=v, k=v`` for a namespace or dict of arguments."""
+    d = vars(opt) if not isinstance(opt, dict) else opt
+    LOGGER.info(colorstr(f"{name}: ") + ", ".join(f"{k}={v}" for k, v in d.items()))
+
+
+def check_suffix(file: str | Path | list = "yolov5s.pt", suffix: str | tuple = (".pt",), msg: str = "") -> None:
+    """Raise if a file name does not end in one of ``suffix``."""
+    if file and suffix:
+        suffix = (suffix,) if isinstance(suffix, str) else suffix
+        for f in file if isinstance(file, (list, tuple)) else [file]:
+            s = Path(f).suffix.lower()
+            if s and s not in suffix:
+                raise ValueError(f"{msg}{f} acceptable suffix is {suffix}")
+
+
+def check_file(file: str | Path, suffix: str | tuple = "") -> str:
+    """Return the path of an existing file, searching ``data/``, ``models/`` and ``utils/`` for a bare name.
+
+    Raises:
+        FileNotFoundError: no match (the message names the file).
+        ValueError: several matches.
+    """
+    check_suffix(file, suffix)
+    file = str(file)
+    if Path(file).is_file() or not file:
+        return file
+    if file.startswith(("http:/", "https:/")):
+        raise FileNotFoundError(f"{file} is a URL; download it first (this project never downloads at run time)")
+    files = []
+    for d in "data", "models", "utils":
+        files.extend(glob.glob(str(ROOT / d / "**" / file), recursive=True))
+    if not files:
+        raise FileNotFoundError(f"File not found: {file}")
+    if len(files) > 1:
+        raise ValueError(f"Multiple files match '{file}', specify exact path: {files}")
+    return files[0]
+
+
+def check_yaml(file: str | Path, suffix: tuple = (".yaml", ".yml")) -> str:
+    """:func:`check_file` for yaml files."""
+    return check_file(file, suffix)
+
+
+def increment_path(path: str | Path, exist_ok: bool = False, sep: str = "", mkdir: bool = False) -> Path:
+    """``runs/exp`` -> ``runs/exp2``, ``exp3``... when the path exists (facts §15.1)."""
+    path = Path(path)
+    if path.exists() and not exist_ok:
+        path, suffix = (path.with_suffix(""), path.suffix) if path.is_file() else (path, "")
+        dirs = glob.glob(f"{path}{sep}*")
+        matches = [re.search(rf"{re.escape(path.stem)}{re.escape(sep)}(\d+)", d) for d in dirs]
+        n = max([int(m.groups()[0]) for m in matches if m], default=1) + 1
+        path = Path(f"{path}{sep}{n}{suffix}")
+    if mkdir:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
