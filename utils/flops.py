@@ -36,11 +36,12 @@ def count_macs(model: nn.Module, inputs: tuple) -> float:
     Profiles a deep copy, so ``model`` keeps no hooks or buffers. Raises whatever thop or the forward raises.
     """
     import thop  # optional dependency: callers decide how to report its absence
+    from thop.vision.basic_hooks import count_normalization
 
     m = deepcopy(model)
     hooks = [x.register_forward_hook(_add_functional) for x in m.modules() if callable(getattr(x, "functional_flops", None))]
-    try:
-        macs, _ = thop.profile(m, inputs=inputs, verbose=False)
+    try:  # thop 0.1.1 has no GroupNorm rule; count it like its other normalisations
+        macs, _ = thop.profile(m, inputs=inputs, custom_ops={nn.GroupNorm: count_normalization}, verbose=False)
     finally:
         for h in hooks:
             h.remove()

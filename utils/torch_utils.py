@@ -81,6 +81,7 @@ def initialize_weights(model: nn.Module) -> None:
             m.inplace = True
 
 
+@torch.no_grad()
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """Fold a BatchNorm into the preceding conv (facts §2.24): a conv with bias and no gradients."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,

@@ -1,0 +1,77 @@
+"""CoTAttention: the Contextual Transformer block in the form YOLO forks insert.
+
+Li et al., "Contextual Transformer Networks for Visual Recognition", TPAMI 2022, arXiv 2107.12292.
+The official block (local attention) is :class:`models.attention.cot_layer.CotLayer`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from models.attention.base import numel, softmax_flops
+from models.registry import attention, register
+
+
+@register(rule=attention, kind="attention")
+class CoTAttention(nn.Module):
+    """Contextual Transformer attention as YOLO forks use it (Li et al., "Contextual Transformer Networks for
+    Visual Recognition", TPAMI 2022, arXiv 2107.12292).
+
+    With k = ``kernel_size`` and C = ``dim``::
+
+        k1 = key_embed(x)                                  static context: grouped k×k conv + BN + SiLU
+        v  = value_embed(x)                                1×1 conv + BN
+        a  = attention_embed(cat[k1, x])                   (B, k·k·C, H, W)
+        a  = mean over the k·k axis of a viewed as (B, C, k·k, H, W)
+        k2 = softmax(a over all H·W positions) · v         elementwise
+        out = k1 + k2
+
+    Note: the softmax runs over *all* positions, so its weights are about 1/(H·W) and k2 ≈ v/(H·W); the
+    block therefore behaves mostly like a grouped k×k convolution (its key branch). It is kept as it is
+    because that is what users' configs and checkpoints contain; the official, local form is ``CotLayer``.
+
+    Parameters at C = 512, k = 3: 2,300,928. C must be divisible by 4.
+
+    yaml example::
+
+        [-1, 1, CoTAttention, [1024, 3]]
+
+    Args:
+        dim: input (= output) channels C.
+        kernel_size: k, the key convolution's kernel size.
+    """
+
+    def __init__(self, dim: int = 512, kernel_size: int = 3) -> None:
+        super().__init__()
+        if dim % 4:
+            raise ValueError(f"CoTAttention needs channels divisible by 4, got {dim}")
+        self.dim = dim
+        self.kernel_size = kernel_size
+        self.key_embed = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=4, bias=False),
+            nn.BatchNorm2d(dim),
+            nn.SiLU())
+        self.value_embed = nn.Sequential(nn.Conv2d(dim, dim, 1, bias=False), nn.BatchNorm2d(dim))
+        factor = 4
+        self.attention_embed = nn.Sequential(
+            nn.Conv2d(2 * dim, 2 * dim // factor, 1, bias=False),
+            nn.BatchNorm2d(2 * dim // factor),
+            nn.SiLU(),
+            nn.Conv2d(2 * dim // factor, kernel_size * kernel_size * dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kk = self.kernel_size * self.kernel_size
+        k1 = self.key_embed(x)  # (B, C, H, W)
+        v = self.value_embed(x).flatten(2)  # (B, C, H*W)
+        a = self.attention_embed(torch.cat([k1, x], dim=1))  # (B, k*k*C, H, W)
+        a = a.view(a.shape[0], self.dim, kk, a.shape[2], a.shape[3])  # (B, C, k*k, H, W)
+        a = a.mean(2).flatten(2)  # (B, C, H*W)
+        k2 = torch.softmax(a, dim=-1) * v  # (B, C, H*W)
+        return k1 + k2.view_as(k1)  # (B, C, H, W)
+
+    def functional_flops(self, inputs: tuple, output: torch.Tensor) -> int:
+        """FLOPs outside child modules: the k·k mean, the softmax, the product with v and the sum k1 + k2."""
+        n = numel(inputs[0].shape)  # B·C·H·W
+        kk = self.kernel_size * self.kernel_size
+        return kk * n + softmax_flops(n) + n + n

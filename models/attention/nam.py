@@ -1,0 +1,229 @@
+"""NAM: Normalization-based Attention Module.
+
+Liu et al., "NAM: Normalization-based Attention Module", NeurIPS 2021 workshop,
+arXiv 2111.12419.
+
+Besides the module this file provides the training-time L1 sparsity penalty of the paper as a gradient
+hook, :func:`add_sparsity_grad`, which the trainer calls between ``backward`` (and AMP unscaling) and the
+optimizer step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from models.attention.base import FallbackBatchNorm2d, batchnorm_flops, numel
+from models.registry import attention, register
+
+
+class Channel_Att(nn.Module):  # noqa: N801 - the name existing checkpoints pickle
+    """NAM channel branch: ``sigmoid(BN(x) · |γ|/Σ|γ|) · x``.
+
+    The attribute layout (``channels`` and ``bn2``) is the one existing checkpoints pickle; keep it.
+
+    Args:
+        channels: number of input (= output) channels.
+        t: unused; kept because the original constructor takes it.
+    """
+
+    def __init__(self, channels: int, t: int = 16) -> None:
+        super().__init__()
+        self.channels = channels
+        self.bn2 = nn.BatchNorm2d(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = getattr(self, "fused_scale", None)
+        if scale is not None:  # folded by fuse_layers(): one multiply-add and a sigmoid
+            y = x * scale.to(x.dtype) + self.fused_shift.to(x.dtype)  # (B, C, H, W)
+            return torch.sigmoid(y) * x
+        y = self.bn2(x)  # (B, C, H, W)
+        g = self.bn2.weight.detach().abs()  # (C,) no gradient flows through the weights w
+        w = (g / g.sum()).to(y.dtype).view(1, -1, 1, 1)  # (1, C, 1, 1)
+        return torch.sigmoid(y * w) * x
+
+    @torch.no_grad()
+    def fuse_layers(self) -> None:
+        """Fold the (eval-mode) BN and the ``|γ|/Σ|γ|`` weights into one per-channel scale and shift.
+
+        Afterwards ``forward`` computes ``sigmoid(x · s + t) · x`` with buffers ``fused_scale`` and
+        ``fused_shift`` of shape (1, C, 1, 1), and ``bn2`` is removed (like ``Conv.fuse`` removes its BN).
+        """
+        if getattr(self, "fused_scale", None) is not None:
+            return
+        bn = self.bn2
+        g = bn.weight.abs()
+        w = g / g.sum()  # (C,)
+        inv_std = torch.rsqrt(bn.running_var + bn.eps)  # (C,)
+        scale = bn.weight * inv_std * w  # (C,)
+        shift = (bn.bias - bn.running_mean * bn.weight * inv_std) * w  # (C,)
+        self.register_buffer("fused_scale", scale.view(1, -1, 1, 1).clone())
+        self.register_buffer("fused_shift", shift.view(1, -1, 1, 1).clone())
+        del self.bn2
+
+    def branch_flops(self, inputs: tuple, output: torch.Tensor) -> int:
+        """FLOPs outside ``bn2``: weighting, sigmoid, product (the folded affine once fused).
+
+        Deliberately not named ``functional_flops``: :meth:`NAMAttention.functional_flops` reports it, so a
+        counter that visits every module with ``functional_flops`` counts it once.
+        """
+        n = numel(inputs[0].shape)
+        if getattr(self, "fused_scale", None) is not None:
+            return 4 * n  # multiply-add (2), sigmoid, product with x
+        return 3 * n + 3 * self.channels  # |γ|, Σ, division; then ·w, sigmoid, ·x per element
+
+
+class Spatial_Att(nn.Module):  # noqa: N801 - named like its sibling Channel_Att
+    """NAM spatial branch made size-independent (see :class:`NAMAttention` for the reasoning).
+
+    ``m`` = channel mean of x (B, 1, H, W); ``x̂ = BN(m)`` without affine; the per-pixel scale
+    ``λ = conv1x1(x)`` (B, 1, H, W); ``w_p = H·W·|λ_p| / Σ_q |λ_q|`` (no gradient through ``w``, as for the
+    channel weights); ``out = sigmoid(w · (λ · x̂ + β)) · x``.
+
+    Args:
+        channels: number of input (= output) channels.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.bn = FallbackBatchNorm2d(1, affine=False)  # normalises the channel-mean map
+        self.scale = nn.Conv2d(channels, 1, 1, bias=True)  # predicts the per-pixel BN scale λ
+        self.bias = nn.Parameter(torch.zeros(1))  # the BN shift β
+        nn.init.zeros_(self.scale.weight)  # start as a plain BN with λ = 1 everywhere
+        nn.init.ones_(self.scale.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.bn(x.mean(1, keepdim=True))  # (B, 1, H, W)
+        lam = self.scale(x)  # (B, 1, H, W)
+        a = lam.detach().to(torch.promote_types(lam.dtype, torch.float32)).abs()  # (B, 1, H, W), >= fp32
+        w = a / (a.mean((2, 3), keepdim=True) + 1e-12)  # (B, 1, H, W), = H·W·|λ_p| / Σ_q |λ_q|
+        y = w.to(m.dtype) * (lam.to(m.dtype) * m + self.bias.to(m.dtype))  # (B, 1, H, W)
+        return torch.sigmoid(y).to(x.dtype) * x
+
+    def scale_params(self) -> list[nn.Parameter]:
+        """The parameters that produce λ (the conv predicting it); NAMAttention.sparsity_params returns them."""
+        return [self.scale.weight, self.scale.bias]
+
+    def branch_flops(self, inputs: tuple, output: torch.Tensor) -> int:
+        """FLOPs outside the conv: channel mean, BN, λ weighting, sigmoid, product with x (reported by
+        :meth:`NAMAttention.functional_flops`)."""
+        b, c, h, w = (int(s) for s in inputs[0].shape)
+        p = b * h * w  # positions
+        return b * c * h * w * 2 + batchnorm_flops(p) + 8 * p  # mean + ·x; BN; |λ|, mean, ÷, ·x̂, +β, ·w, σ
+
+
+@register(rule=attention, kind="attention")
+class NAMAttention(nn.Module):
+    """NAM: Normalization-based Attention Module (Liu et al., NeurIPS 2021 workshop, arXiv 2111.12419).
+
+    Channel branch (the default, and the only branch in the official code and YOLO forks), with γ the scale
+    of a BatchNorm over the input::
+
+        w_c = |γ_c| / Σ_j |γ_j|          (no gradient through w)
+        out = sigmoid(BN(x) · w_c) · x
+
+    Spatial branch (``no_spatial=False``), applied after the channel branch. The paper gives every pixel
+    position its own BN scale λ_p; the official draft did this with a ``BatchNorm1d`` over ``H·W``, which
+    ties the module to one input size and breaks multi-scale training, rectangular validation and any other
+    detect size. Here the per-pixel scale is *predicted from the features* by a 1×1 conv, so its parameter
+    count does not depend on the input size, and it is normalised over the positions of each image::
+
+        m   = mean_c(x)                           channel-mean map, (B, 1, H, W)
+        λ   = conv1x1(x)                          per-pixel scale, (B, 1, H, W)
+        w_p = H·W · |λ_p| / Σ_q |λ_q|             no gradient through w; mean of w is 1 at every size
+        out = sigmoid(w_p · (λ_p · BN_s(m)_p + β)) · x
+
+    The ``H·W`` factor keeps the gate's magnitude independent of the map size (without it ``w_p`` shrinks as
+    1/(H·W) and the gate tends to 0.5 on large maps). The conv starts at weight 0, bias 1, i.e. as a plain
+    spatial BN with λ = 1. The L1 sparsity penalty acts on that conv's parameters.
+
+    Sparsity penalty: the paper trains with ``loss + p·Σ|γ| (+ p·Σ|λ|)``; :func:`add_sparsity_grad` adds
+    ``p·sign`` to the gradients of :meth:`sparsity_params`.
+
+    yaml example::
+
+        [-1, 1, NAMAttention, [1024]]                 # channel branch only
+        [-1, 1, NAMAttention, [1024, None, False]]    # with the spatial branch
+
+    Args:
+        channels: number of input (= output) channels.
+        out_channels: accepted for compatibility with the original signature and ignored; the output always
+            has ``channels`` channels.
+        no_spatial: ``True`` (default, checkpoint-compatible) for the channel branch only.
+    """
+
+    def __init__(self, channels: int, out_channels: int | None = None, no_spatial: bool = True) -> None:
+        super().__init__()
+        self.Channel_Att = Channel_Att(channels)
+        if not no_spatial:
+            self.Spatial_Att = Spatial_Att(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.Channel_Att(x)
+        spatial = getattr(self, "Spatial_Att", None)  # absent in channel-only modules and old checkpoints
+        return out if spatial is None else spatial(out)
+
+    def sparsity_params(self) -> list[nn.Parameter]:
+        """Parameters the L1 sparsity penalty acts on: the channel BN γ, plus the λ conv if spatial."""
+        params = []
+        bn = getattr(self.Channel_Att, "bn2", None)  # gone after fuse_layers()
+        if bn is not None:
+            params.append(bn.weight)
+        spatial = getattr(self, "Spatial_Att", None)
+        if spatial is not None:
+            params += spatial.scale_params()
+        return params
+
+    def fuse_layers(self) -> None:
+        """Fold the channel BN and its ``|γ|/Σ|γ|`` weights into one per-channel scale and shift.
+
+        For inference: the folded path uses the running statistics, so a fused module computes what the
+        unfused module computes in eval mode, in train mode too.
+        """
+        self.Channel_Att.fuse_layers()
+
+    def functional_flops(self, inputs: tuple, output: torch.Tensor) -> int:
+        """FLOPs of the tensor operations outside child nn.Modules.
+
+        The branches are themselves child modules that thop does not know, so this sums their own counts:
+        the channel weighting, sigmoid and product, and for the spatial branch its mean, BN (a subclass thop
+        does not count), λ normalisation, sigmoid and product. The BN of the channel branch and the λ conv
+        are exact ``nn.BatchNorm2d``/``nn.Conv2d`` and counted by thop.
+        """
+        flops = self.Channel_Att.branch_flops(inputs, output)
+        spatial = getattr(self, "Spatial_Att", None)
+        if spatial is not None:
+            flops += spatial.branch_flops(inputs, output)
+        return flops
+
+
+def add_sparsity_grad(model: nn.Module, p: float) -> int:
+    """Add the NAM L1 sparsity penalty's gradient, ``p · sign(θ)``, to every sparsity parameter θ.
+
+    Equivalent to training with ``loss + p · Σ|θ|`` over the parameters returned by each module's
+    ``sparsity_params()`` (the NAM BN scales γ, and the λ predictor of a spatial branch). Call it after
+    ``backward`` and, under AMP, after ``scaler.unscale_(optimizer)``, before the optimizer step.
+
+    Args:
+        model: any module; every submodule with a ``sparsity_params()`` method is visited.
+        p: penalty weight (the official code uses 1e-4); 0 does nothing.
+
+    Returns:
+        How many parameter tensors had their gradient changed (parameters without ``.grad`` are skipped).
+    """
+    if not p:
+        return 0
+    seen: set[int] = set()
+    touched = 0
+    with torch.no_grad():
+        for m in model.modules():
+            if not callable(getattr(m, "sparsity_params", None)):
+                continue
+            for prm in m.sparsity_params():
+                if id(prm) in seen or prm.grad is None:
+                    continue
+                seen.add(id(prm))
+                prm.grad.add_(torch.sign(prm.detach()).to(prm.grad.dtype), alpha=p)
+                touched += 1
+    return touched

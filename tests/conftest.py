@@ -1,0 +1,42 @@
+"""Shared test fixtures: paths into ../shared (skipped with a reason when absent) and a log capture."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures" / "yolov5-v61"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    """``../shared/fixtures/yolov5-v61``; the test is skipped when it is not there."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"YOLOv5 v6.1 fixtures not found at {FIXTURES} (../shared is absent)")
+    return FIXTURES
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(record.getMessage().splitlines())
+
+
+@pytest.fixture
+def yolo_log():
+    """Lines logged to the project logger 'yolov5' during the test."""
+    h = _ListHandler()
+    log = logging.getLogger("yolov5")
+    log.addHandler(h)
+    yield h.lines
+    log.removeHandler(h)
