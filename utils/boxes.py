@@ -97,7 +97,7 @@ def segment2box(segment: np.ndarray, width: int = 640, height: int = 640) -> np.
     x, y = segment.T
     inside = (x >= 0) & (y >= 0) & (x <= width) & (y <= height)
     x, y = x[inside], y[inside]
-    return np.array([x.min(), y.min(), x.max(), y.max()]) if any(x) else np.zeros(4)
+    return np.array([x.min(), y.min(), x.max(), y.max()]) if x.size else np.zeros(4)
 
 
 def segments2boxes(segments: list[np.ndarray]) -> np.ndarray:

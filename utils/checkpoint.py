@@ -18,6 +18,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from utils.general import LOGGER
+
 TRUST_ENV = "YOLOV5_TRUST_CHECKPOINT"
 
 
@@ -73,3 +75,27 @@ def load_checkpoint(f: str | Path, map_location: Any = None, allowed: Iterable =
                 f"Refusing to load {f}: it references '{name}', which is not one of the model classes this "
                 f"project allows in a checkpoint, and unpickling it could run code from the file. Nothing was "
                 f"executed. If you trust this file, set {TRUST_ENV}=1 and load it again.") from None
+
+
+def save_atomic(obj: Any, f: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``f``, then rename: ``f`` is always a complete checkpoint."""
+    f = Path(f)
+    tmp = f.with_name(f".{f.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, f)
+
+
+def strip_optimizer(f: str | Path = "best.pt", s: str | Path = "", allowed: Iterable = ()) -> None:
+    """Make a release checkpoint (facts §6.2): EMA as the model, FP16, no optimizer state, epoch -1."""
+    x = load_checkpoint(f, map_location=torch.device("cpu"), allowed=allowed)
+    if x.get("ema"):
+        x["model"] = x["ema"]
+    for k in "optimizer", "best_fitness", "wandb_id", "ema", "updates":
+        x[k] = None
+    x["epoch"] = -1
+    x["model"].half()
+    for p in x["model"].parameters():
+        p.requires_grad = False
+    save_atomic(x, s or f)
+    mb = os.path.getsize(s or f) / 1e6
+    LOGGER.info(f"Optimizer stripped from {f},{(' saved as %s,' % s) if s else ''} {mb:.1f}MB")

@@ -117,3 +117,25 @@ def increment_path(path: str | Path, exist_ok: bool = False, sep: str = "", mkdi
     if mkdir:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_img_size(imgsz: int | list, s: int = 32, floor: int = 0) -> int | list:
+    """Round an image size up to a multiple of the stride ``s`` (at least ``floor``), warning when it changes."""
+    if isinstance(imgsz, int):
+        new_size = max(make_divisible(imgsz, int(s)), floor)
+    else:
+        new_size = [max(make_divisible(x, int(s)), floor) for x in imgsz]
+    if new_size != imgsz:
+        LOGGER.warning(f"WARNING: --img-size {imgsz} must be multiple of max stride {s}, updating to {new_size}")
+    return new_size
+
+
+def one_cycle(y1: float = 0.0, y2: float = 1.0, steps: int = 100):
+    """Cosine ramp from y1 to y2 over ``steps`` (facts §15.5)."""
+    return lambda x: ((1 - math.cos(x * math.pi / steps)) / 2) * (y2 - y1) + y1
+
+
+def get_latest_run(search_dir: str | Path = ".") -> str:
+    """Path of the most recently created ``last*.pt`` under ``search_dir`` ('' if none), for ``--resume``."""
+    last_list = glob.glob(f"{search_dir}/**/last*.pt", recursive=True)
+    return max(last_list, key=os.path.getctime) if last_list else ""

@@ -1,14 +1,231 @@
-"""Plotting helpers: feature-map visualisation (more plots arrive with training and detection)."""
+"""Plotting helpers: training mosaics, label statistics, results curves, crops and feature maps (facts §13.4, §15.12).
+
+Drawing primitives (``Colors``, ``colors``, ``Annotator``) live in ``utils.annotator`` and are re-exported here.
+matplotlib is used through its object-oriented ``Figure`` API (no pyplot state), so these functions are safe to
+call from a background thread.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
-from utils.general import LOGGER
+from utils.annotator import Annotator, Colors, colors, is_ascii, load_font  # noqa: F401  (re-exported)
+from utils.boxes import clip_coords, xywh2xyxy, xyxy2xywh
+from utils.general import LOGGER, increment_path
+
+__all__ = ["Annotator", "Colors", "colors", "feature_visualization", "output_to_target", "plot_images",
+           "plot_labels", "plot_results", "save_one_box"]
+
+RESULTS_PANELS = (1, 2, 3, 4, 5, 8, 9, 10, 6, 7)  # results.csv columns shown in the 2x5 results.png panels
+
+
+def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _figure(nrows: int, ncols: int, figsize: tuple[float, float]):
+    """A pyplot-free matplotlib figure with an Agg canvas and its axes array."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, tight_layout=True)
+    FigureCanvasAgg(fig)
+    return fig, np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+
+
+def output_to_target(output: Sequence[torch.Tensor | np.ndarray]) -> np.ndarray:
+    """Per-image NMS outputs ``(n, 6) [x1, y1, x2, y2, conf, cls]`` -> ``(N, 7) [batch_id, cls, x, y, w, h, conf]``."""
+    rows = []
+    for i, o in enumerate(output):
+        o = _to_numpy(o).reshape(-1, 6)
+        if len(o):
+            xywh = xyxy2xywh(o[:, :4].copy())
+            rows.append(np.concatenate((np.full((len(o), 1), i), o[:, 5:6], xywh, o[:, 4:5]), 1))
+    return np.concatenate(rows, 0) if rows else np.zeros((0, 7))
+
+
+def plot_images(images: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray,
+                paths: Sequence[str] | None = None, fname: str | Path = "images.jpg",
+                names: Sequence[str] | dict | None = None, max_size: int = 1920, max_subplots: int = 16) -> None:
+    """Save a square mosaic of a batch with its boxes to ``fname``.
+
+    Args:
+        images: (bs, 3, h, w) RGB batch, 0-1 floats or 0-255.
+        targets: (n, 6) labels ``[batch_id, cls, x, y, w, h]`` or (n, 7) predictions with a trailing ``conf``;
+            xywh normalised (all <= 1.1) or in pixels. Predictions are drawn only when conf > 0.25.
+        paths: image file names, first 40 characters written on each tile.
+        fname: output image file.
+        names: class names (list or dict); class indices are written when absent.
+        max_size: the mosaic is downscaled so that its larger side is at most about this.
+        max_subplots: at most this many images.
+    """
+    images, targets = _to_numpy(images), _to_numpy(targets)
+    if targets.ndim != 2:
+        targets = targets.reshape(-1, 6)
+    if images.size and np.max(images[0]) <= 1:
+        images = images * 255  # de-normalise
+    bs, _, h, w = images.shape
+    bs = min(bs, max_subplots)
+    ns = math.ceil(bs ** 0.5)  # tiles per side
+    mosaic = np.full((ns * h, ns * w, 3), 255, dtype=np.uint8)
+    for i in range(bs):
+        x, y = w * (i % ns), h * (i // ns)  # row-major tile origin
+        mosaic[y:y + h, x:x + w] = images[i].transpose(1, 2, 0).clip(0, 255).astype(np.uint8)
+
+    scale = max_size / ns / max(h, w)
+    if scale < 1:
+        h, w = math.ceil(scale * h), math.ceil(scale * w)
+        mosaic = cv2.resize(mosaic, (w * ns, h * ns))
+
+    fs = int((h + w) * ns * 0.01)  # font size
+    annotator = Annotator(mosaic, line_width=round(fs / 10), font_size=fs, pil=True,
+                          example=str(list(names.values()) if isinstance(names, dict) else names))
+    for i in range(bs):
+        x, y = w * (i % ns), h * (i // ns)
+        annotator.rectangle((x, y, x + w, y + h), None, (255, 255, 255), width=2)  # tile border
+        if paths is not None and i < len(paths):
+            annotator.text((x + 5, y + 5), Path(paths[i]).name[:40], txt_color=(220, 220, 220))
+        ti = targets[targets[:, 0] == i]
+        if not len(ti):
+            continue
+        is_labels = ti.shape[1] == 6
+        conf = None if is_labels else ti[:, 6]
+        boxes = xywh2xyxy(ti[:, 2:6].copy())
+        if boxes.max() <= 1.1:  # normalised -> pixels
+            boxes[:, [0, 2]] *= w
+            boxes[:, [1, 3]] *= h
+        elif scale < 1:  # pixels of the unscaled tile
+            boxes *= scale
+        boxes[:, [0, 2]] += x
+        boxes[:, [1, 3]] += y
+        for j, box in enumerate(boxes):
+            if is_labels or conf[j] > 0.25:
+                cls = int(ti[j, 1])
+                name = names[cls] if names is not None and (cls in names if isinstance(names, dict)
+                                                            else cls < len(names)) else cls
+                label = f"{name}" if is_labels else f"{name} {conf[j]:.1f}"
+                annotator.box_label(box, label, color=colors(cls))
+    annotator.im.save(str(fname))
+
+
+def plot_labels(labels: np.ndarray, names: Sequence[str] | dict = (), save_dir: Path | str = Path("")) -> None:
+    """Write ``labels_correlogram.jpg`` and ``labels.jpg`` for dataset labels ``(n, 5) [cls, x, y, w, h]``."""
+    import pandas as pd
+
+    save_dir = Path(save_dir)
+    LOGGER.info(f"Plotting labels to {save_dir / 'labels.jpg'}... ")
+    labels = _to_numpy(labels).reshape(-1, 5)
+    c, b = labels[:, 0].astype(int), labels[:, 1:].T
+    nc = int(c.max() + 1) if len(c) else 1
+    df = pd.DataFrame(b.T, columns=["x", "y", "width", "height"])
+    _correlogram(df, save_dir / "labels_correlogram.jpg")
+
+    fig, ax = _figure(2, 2, (8, 8))
+    ax[0].hist(c, bins=np.arange(nc + 1) - 0.5, rwidth=0.8)  # one bar centred on each class index
+    ax[0].set_ylabel("instances")
+    if 0 < len(names) < 30:
+        n = list(names.values()) if isinstance(names, dict) else list(names)
+        ax[0].set_xticks(range(len(n)))
+        ax[0].set_xticklabels(n, rotation=90, fontsize=10)
+    else:
+        ax[0].set_xlabel("classes")
+    ax[2].hist2d(df["x"], df["y"], bins=50, cmap="Blues", cmin=1)
+    ax[2].set_xlabel("x")
+    ax[2].set_ylabel("y")
+    ax[3].hist2d(df["width"], df["height"], bins=50, cmap="Blues", cmin=1)
+    ax[3].set_xlabel("width")
+    ax[3].set_ylabel("height")
+
+    canvas = Image.fromarray(np.full((2000, 2000, 3), 255, dtype=np.uint8))  # box outlines, centred
+    draw = ImageDraw.Draw(canvas)
+    outlines = xywh2xyxy(np.concatenate((np.full((len(c), 2), 0.5), b[2:].T), 1)[:1000]) * 2000
+    for cls, box in zip(c[:1000], outlines):
+        draw.rectangle(tuple(box), width=1, outline=colors(cls))
+    ax[1].imshow(canvas)
+    ax[1].axis("off")
+    for a in (ax[0], ax[2], ax[3]):
+        for s in ("top", "right"):
+            a.spines[s].set_visible(False)
+    fig.savefig(save_dir / "labels.jpg", dpi=200)
+
+
+def _correlogram(df, file: Path) -> None:
+    """Corner pair plot of the label columns: histograms on the diagonal, 2D histograms below it."""
+    cols = list(df.columns)
+    k = len(cols)
+    fig, ax = _figure(k, k, (8, 8))
+    ax = ax.reshape(k, k)
+    for i in range(k):
+        for j in range(k):
+            a = ax[i, j]
+            if j > i:
+                a.set_visible(False)
+                continue
+            if i == j:
+                a.hist(df[cols[i]], bins=50, color="#1f77b4", alpha=0.8)
+            else:
+                a.hist2d(df[cols[j]], df[cols[i]], bins=50, cmap="Blues", cmin=1)
+            a.set_xlabel(cols[j] if i == k - 1 else "")
+            a.set_ylabel(cols[i] if j == 0 and i > 0 else "")
+            if i < k - 1:
+                a.set_xticklabels([])
+            for s in ("top", "right"):
+                a.spines[s].set_visible(False)
+    fig.savefig(file, dpi=200)
+
+
+def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "") -> None:
+    """Plot every ``results*.csv`` next to ``file`` (or in ``dir``) into ``results.png`` (2x5 panels)."""
+    import pandas as pd
+
+    save_dir = Path(file).parent if file else Path(dir)
+    files = sorted(save_dir.glob("results*.csv"))
+    if not files:
+        LOGGER.warning(f"WARNING: No results.csv files found in {save_dir.resolve()}, nothing to plot.")
+        return
+    fig, ax = _figure(2, 5, (12, 6))
+    for f in files:
+        try:
+            data = pd.read_csv(f)
+            s = [str(x).strip() for x in data.columns]
+            x = data.values[:, 0]
+            for i, j in enumerate(RESULTS_PANELS):
+                ax[i].plot(x, data.values[:, j].astype(float), marker=".", label=f.stem, linewidth=2, markersize=8)
+                ax[i].set_title(s[j], fontsize=12)
+        except Exception as e:  # a malformed file must not stop the others
+            LOGGER.warning(f"Warning: Plotting error for {f}: {e}")
+    ax[1].legend()
+    fig.savefig(save_dir / "results.png", dpi=200)
+
+
+def save_one_box(xyxy: Sequence[float] | torch.Tensor, im: np.ndarray, file: Path | str = Path("im.jpg"),
+                 gain: float = 1.02, pad: int = 10, square: bool = False, BGR: bool = False,
+                 save: bool = True) -> np.ndarray:
+    """Crop ``xyxy`` from the BGR image ``im``, enlarged by ``gain`` and ``pad`` pixels (optionally square).
+
+    The crop is saved (BGR, as a ``.jpg`` at an incremented ``file`` path) when ``save``; it is returned in BGR
+    order if ``BGR`` else in RGB order.
+    """
+    b = xyxy2xywh(torch.as_tensor(xyxy, dtype=torch.float32).view(-1, 4))
+    if square:
+        b[:, 2:] = b[:, 2:].max(1)[0].unsqueeze(1)  # rectangle -> square
+    b[:, 2:] = b[:, 2:] * gain + pad
+    box = xywh2xyxy(b).long()
+    clip_coords(box, im.shape)
+    x1, y1, x2, y2 = (int(v) for v in box[0])
+    crop = im[y1:y2, x1:x2]
+    if save:
+        file = Path(file)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(increment_path(file).with_suffix(".jpg")), crop)
+    return crop if BGR else crop[..., ::-1]
 
 
 def feature_visualization(x: torch.Tensor, module_type: str, stage: int, n: int = 32,

@@ -7,15 +7,18 @@ import math
 import os
 import platform
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.backends.cudnn as cudnn
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.flops import model_gflops
-from utils.general import LOGGER
+from utils.general import LOGGER, colorstr
 
 
 def date_modified(path: str | Path = __file__) -> str:
@@ -136,3 +139,120 @@ def intersect_dicts(da: dict, db: dict, exclude: tuple = ()) -> dict:
     """Entries of ``da`` whose key is in ``db`` with the same shape and contains no ``exclude`` substring."""
     return {k: v for k, v in da.items() if k in db and not any(x in k for x in exclude) and v.shape == db[k].shape}
 
+
+
+@contextmanager
+def torch_distributed_zero_first(local_rank: int):
+    """Make every DDP process but local rank 0 wait until rank 0 has run the block (dataset caches...)."""
+    if local_rank not in (-1, 0):
+        dist.barrier(device_ids=[local_rank]) if torch.cuda.is_available() else dist.barrier()
+    yield
+    if local_rank == 0:
+        dist.barrier(device_ids=[0]) if torch.cuda.is_available() else dist.barrier()
+
+
+def init_seeds(seed: int = 0) -> None:
+    """Seed random, numpy and torch (facts §15.7): seed 0 is deterministic, others let cuDNN benchmark."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    cudnn.benchmark, cudnn.deterministic = (False, True) if seed == 0 else (True, False)
+
+
+class ModelEMA:
+    """Exponential moving average of a model's state (facts §15.10): decay 0.9999·(1 − exp(−updates/2000))."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, updates: int = 0):
+        from copy import deepcopy
+
+        self.ema = deepcopy(de_parallel(model)).eval()  # FP32 EMA
+        self.updates = updates
+        self.decay = lambda x: decay * (1 - math.exp(-x / 2000))  # ramps up over the first updates
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Blend every floating-point state entry (parameters and BN buffers) of ``model`` into the EMA."""
+        self.updates += 1
+        d = self.decay(self.updates)
+        msd = de_parallel(model).state_dict()
+        for k, v in self.ema.state_dict().items():
+            if v.dtype.is_floating_point:
+                v *= d
+                v += (1 - d) * msd[k].detach()
+
+    def update_attr(self, model: nn.Module, include: tuple = (), exclude: tuple = ("process_group", "reducer")) -> None:
+        """Copy plain attributes (yaml, nc, hyp, names, stride, class_weights...) from ``model``."""
+        copy_attr(self.ema, model, include, exclude)
+
+
+class EarlyStopping:
+    """Stop when fitness has not improved for ``patience`` epochs (facts §8.14)."""
+
+    def __init__(self, patience: int = 30):
+        self.best_fitness = 0.0
+        self.best_epoch = 0
+        self.patience = patience or float("inf")
+        self.possible_stop = False
+
+    def __call__(self, epoch: int, fitness: float) -> bool:
+        if fitness >= self.best_fitness:  # >= so that a fitness of 0 early on still counts
+            self.best_epoch = epoch
+            self.best_fitness = fitness
+        delta = epoch - self.best_epoch
+        self.possible_stop = delta >= (self.patience - 1)
+        stop = delta >= self.patience
+        if stop:
+            LOGGER.info(f"Stopping training early as no improvement observed in last {self.patience} epochs. "
+                        f"Best results observed at epoch {self.best_epoch}, best model saved as best.pt.\n"
+                        f"To update EarlyStopping(patience={self.patience}) pass a new patience value, "
+                        f"i.e. `python train.py --patience 300` or use `--patience 0` to disable EarlyStopping.")
+        return stop
+
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def optimizer_groups(model: nn.Module) -> tuple[list, list, list]:
+    """Split parameters into v6.1's groups (facts §8.4): g0 norm weights (no decay), g1 weights (decay), g2 biases.
+
+    v6.1 only looked at ``module.weight``/``module.bias`` with exact BatchNorm2d for g0, so parameters held
+    any other way (``nn.MultiheadAttention.in_proj_weight``, ``Sum.w``, raw ``nn.Parameter`` attributes of
+    attention modules) were never updated. Here every parameter lands in a group: biases (names ending in
+    ``bias``) in g2, weights of any normalisation layer and other parameters of ≤ 1 dimension (scales, gates)
+    in g0, everything else in g1. For the v6.1 layers this gives exactly v6.1's groups.
+    """
+    g0, g1, g2 = [], [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name.endswith("bias"):
+                g2.append(p)
+            elif isinstance(module, _NORMS) or p.ndim <= 1:
+                g0.append(p)
+            else:
+                g1.append(p)
+    return g0, g1, g2
+
+
+def build_optimizer(model: nn.Module, name: str = "SGD", lr: float = 0.01, momentum: float = 0.937,
+                    decay: float = 5e-4) -> torch.optim.Optimizer:
+    """Optimizer with param_groups [0] g0 (no decay), [1] g1 (``decay``), [2] g2 biases, as v6.1 builds it."""
+    g0, g1, g2 = optimizer_groups(model)
+    if name == "Adam":
+        optimizer = torch.optim.Adam(g0, lr=lr, betas=(momentum, 0.999))
+    elif name == "AdamW":
+        optimizer = torch.optim.AdamW(g0, lr=lr, betas=(momentum, 0.999))
+    elif name == "SGD":
+        optimizer = torch.optim.SGD(g0, lr=lr, momentum=momentum, nesterov=True)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}: use SGD, Adam or AdamW")
+    optimizer.add_param_group({"params": g1, "weight_decay": decay})
+    optimizer.add_param_group({"params": g2})
+    LOGGER.info(f"{colorstr('optimizer:')} {type(optimizer).__name__} with parameter groups "
+                f"{len(g0)} weight (no decay), {len(g1)} weight, {len(g2)} bias")
+    return optimizer

@@ -1,0 +1,185 @@
+"""ComputeLoss and its BCE variants against hand-computed values (facts §9) on a real yolov5n (nc=3)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from models.yolo import Model
+from tests.conftest import ROOT
+from utils.loss import BCEBlurWithLogitsLoss, ComputeLoss, FocalLoss, QFocalLoss, smooth_BCE
+
+HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "fl_gamma": 0.0, "anchor_t": 4.0,
+       "label_smoothing": 0.0}
+IMG = 64  # grids 8 x 8 (stride 8), 4 x 4, 2 x 2
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    torch.manual_seed(0)
+    m = Model(ROOT / "models" / "yolov5n.yaml", nc=3)
+    m.hyp = dict(HYP)
+    return m
+
+
+def loss_for(model: Model, **hyp) -> ComputeLoss:
+    model.hyp = {**HYP, **hyp}
+    return ComputeLoss(model)
+
+
+def zero_outputs(bs: int = 2, no: int = 8) -> list[torch.Tensor]:
+    return [torch.zeros(bs, 3, IMG // s, IMG // s, no) for s in (8, 16, 32)]
+
+
+def target(img: int, cls: int, gx: float, gy: float, gw: float = 0.4, gh: float = 0.5) -> list[float]:
+    """A target row from P3 grid coordinates (8 x 8 grid); default size fits anchor 0 of P3 only."""
+    return [img, cls, gx / 8, gy / 8, gw / 8, gh / 8]
+
+
+# -------------------------------------------------------------------------------------------------- BCE pieces
+def test_smooth_bce_and_focal_formulas():
+    assert smooth_BCE(0.1) == pytest.approx((0.95, 0.05)) and smooth_BCE(0.0) == (1.0, 0.0)
+    x = torch.tensor([0.5])
+    p = 1 / (1 + math.exp(-0.5))
+    fl = FocalLoss(nn.BCEWithLogitsLoss(), gamma=1.5, alpha=0.25)
+    assert fl(x, torch.tensor([1.0])).item() == pytest.approx(-math.log(p) * 0.25 * (1 - p) ** 1.5, rel=1e-5)
+    assert fl(x, torch.tensor([0.0])).item() == pytest.approx(-math.log(1 - p) * 0.75 * p ** 1.5, rel=1e-5)
+    t = 0.3
+    bce = -(t * math.log(p) + (1 - t) * math.log(1 - p))
+    qfl = QFocalLoss(nn.BCEWithLogitsLoss(), gamma=1.5, alpha=0.25)
+    assert qfl(x, torch.tensor([t])).item() == pytest.approx(bce * (t * 0.25 + 0.7 * 0.75) * abs(t - p) ** 1.5,
+                                                             rel=1e-5)
+    blur = BCEBlurWithLogitsLoss(alpha=0.05)
+    assert blur(x, torch.tensor([t])).item() == pytest.approx(bce * (1 - math.exp((p - t - 1) / 0.0501)), rel=1e-5)
+    # mean reduction of the wrapped criterion is kept
+    xs, ts = torch.tensor([0.5, -1.0]), torch.tensor([1.0, 0.0])
+    per = FocalLoss(nn.BCEWithLogitsLoss(reduction="none"))(xs, ts)
+    assert fl(xs, ts).item() == pytest.approx(per.mean().item(), rel=1e-6)
+
+
+def test_construction(model):
+    cl = loss_for(model, fl_gamma=1.5, label_smoothing=0.1)
+    assert isinstance(cl.BCEcls, FocalLoss) and isinstance(cl.BCEobj, FocalLoss)
+    assert (cl.cp, cl.cn) == pytest.approx((0.95, 0.05))
+    assert cl.balance == [4.0, 1.0, 0.4] and cl.ssi == 0 and cl.gr == 1.0 and cl.sort_obj_iou is False
+    assert (cl.na, cl.nc, cl.nl) == (3, 3, 3)
+    assert torch.allclose(cl.anchors[0], torch.tensor([[10, 13], [16, 30], [33, 23]]) / 8)  # grid units
+    model.hyp = dict(HYP)
+    assert ComputeLoss(model, autobalance=True).ssi == 1  # the stride-16 level
+
+
+# ----------------------------------------------------------------------------------------------- build_targets
+def test_build_targets_own_and_nearer_neighbours(model):
+    cl = loss_for(model)
+    tcls, tbox, indices, anch = cl.build_targets(zero_outputs(), torch.tensor([target(1, 2, 2.4, 5.2)]))
+    b, a, gj, gi = indices[0]
+    # own cell (2, 5), left neighbour (frac x .4 < .5), upper neighbour (frac y .2 < .5); anchor 0 only
+    assert gi.tolist() == [2, 1, 2] and gj.tolist() == [5, 5, 4]
+    assert b.tolist() == [1, 1, 1] and a.tolist() == [0, 0, 0] and tcls[0].tolist() == [2, 2, 2]
+    assert torch.allclose(tbox[0], torch.tensor([[0.4, 0.2, 0.4, 0.5], [1.4, 0.2, 0.4, 0.5], [0.4, 1.2, 0.4, 0.5]]),
+                          atol=1e-5)
+    assert torch.allclose(anch[0], torch.tensor([[1.25, 1.625]] * 3))
+    assert all(len(x) == 0 for x in indices[1] + indices[2])  # ratio >= 4 to every P4/P5 anchor
+
+    # right (frac x .6) and lower (frac y .7) neighbours
+    _, tbox, indices, _ = cl.build_targets(zero_outputs(), torch.tensor([target(0, 0, 5.6, 3.7)]))
+    b, a, gj, gi = indices[0]
+    assert gi.tolist() == [5, 6, 5] and gj.tolist() == [3, 3, 4]
+    assert torch.allclose(tbox[0][:, :2], torch.tensor([[0.6, 0.7], [-0.4, 0.7], [0.6, -0.3]]), atol=1e-5)
+
+
+def test_build_targets_centre_at_half_and_edges(model):
+    cl = loss_for(model)
+    _, tbox, indices, _ = cl.build_targets(zero_outputs(), torch.tensor([target(0, 0, 4.5, 4.5)]))
+    assert [x.tolist() for x in indices[0][2:]] == [[4], [4]]  # exactly .5: no neighbour on either axis
+    # next to the image border: no neighbour outside (gx .4 and gy 7.6 -> only the own cell (0, 7))
+    _, _, indices, _ = cl.build_targets(zero_outputs(), torch.tensor([target(0, 0, 0.4, 7.6)]))
+    assert indices[0][3].tolist() == [0] and indices[0][2].tolist() == [7]
+    # gx 1.3: left neighbour (cell 0); gx 0.4 would need cell -1 and has none; gx 0.9 is nearer its right neighbour
+    ts = torch.tensor([target(0, 0, 1.3, 4.5), target(0, 0, 0.4, 4.5), target(0, 0, 0.9, 4.5)])
+    gi = cl.build_targets(zero_outputs(), ts)[2][0][3]
+    assert gi.tolist() == [1, 0, 0] + [0] + [1]  # own cells, then the j (left) row, then the l (right) row
+    assert all(0 <= int(g) < 8 for x in cl.build_targets(zero_outputs(), ts)[2][0][2:] for g in x)
+
+
+def test_build_targets_anchor_filter_and_order(model):
+    t = torch.tensor([target(0, 1, 2.4, 5.2)])  # worst side ratio to P3 anchor 0 = 1.625 / 0.5 = 3.25
+    assert len(loss_for(model, anchor_t=3.3).build_targets(zero_outputs(), t)[2][0][0]) == 3
+    assert all(len(x[0]) == 0 for x in loss_for(model, anchor_t=3.2).build_targets(zero_outputs(), t)[2])
+    # a 2 x 2.5 box fits all three P3 anchors; two targets: rows are offset-major, then anchor-major, then target
+    ts = torch.tensor([target(0, 0, 4.5, 4.5, 2, 2.5), target(1, 1, 4.5, 4.5, 2, 2.5)])
+    tcls, _, indices, anch = loss_for(model).build_targets(zero_outputs(), ts)
+    b, a, _, _ = indices[0]
+    assert a.tolist() == [0, 0, 1, 1, 2, 2] and b.tolist() == [0, 1] * 3 and tcls[0].tolist() == [0, 1] * 3
+    assert torch.allclose(anch[0], torch.tensor([[1.25, 1.625]] * 2 + [[2, 3.75]] * 2 + [[4.125, 2.875]] * 2))
+
+
+# --------------------------------------------------------------------------------------------------------- loss
+def perfect_outputs(cl: ComputeLoss, targets: torch.Tensor, cls_logit: float = 0.0) -> list[torch.Tensor]:
+    """Raw outputs whose boxes decode exactly to the matched targets (inverse of the box decoding)."""
+    p = zero_outputs()
+    _, tbox, indices, anch = cl.build_targets(p, targets)
+    for i, (b, a, gj, gi) in enumerate(indices):
+        sxy = (tbox[i][:, :2] + 0.5) / 2  # 2σ − 0.5 = xy
+        swh = (tbox[i][:, 2:] / anch[i]).sqrt() / 2  # (2σ)² · anchor = wh
+        p[i][b, a, gj, gi, :4] = torch.logit(torch.cat((sxy, swh), 1))
+        p[i][b, a, gj, gi, 5:] = cls_logit
+    return p
+
+
+def test_perfect_boxes_give_zero_box_loss(model):
+    cl = loss_for(model)
+    targets = torch.tensor([target(0, 0, 2.4, 5.2), target(1, 2, 5.6, 3.7, 2, 2.5)])
+    loss, items = cl(perfect_outputs(cl, targets), targets)
+    assert items.shape == (3,) and loss.shape == (1,)
+    assert items[0].item() < 1e-6  # lbox = box · mean(1 − CIoU)
+    assert loss.item() == pytest.approx(items.sum().item() * 2, rel=1e-6)  # (lbox + lobj + lcls) · bs
+
+
+def test_no_targets_objectness_balance(model):
+    # zero logits, no targets: each level's BCE(0, 0) = ln 2, weighted 4.0, 1.0, 0.4; no box / class loss
+    cl = loss_for(model, obj=0.7)
+    loss, items = cl(zero_outputs(), torch.zeros(0, 6))
+    assert items.tolist() == pytest.approx([0.0, 0.7 * (4.0 + 1.0 + 0.4) * math.log(2), 0.0], rel=1e-6)
+    assert loss.item() == pytest.approx(2 * items[1].item(), rel=1e-6)
+
+
+def test_class_targets_with_label_smoothing(model):
+    cl = loss_for(model, label_smoothing=0.1, cls=0.5)
+    targets = torch.tensor([target(0, 1, 4.5, 4.5)])  # one match (own cell only), class 1 of 3
+    _, items = cl(perfect_outputs(cl, targets, cls_logit=2.0), targets)
+    sp, sn = math.log(1 / (1 + math.exp(-2))), math.log(1 / (1 + math.exp(2)))  # log σ(2), log(1 − σ(2))
+    pos = -(0.95 * sp + 0.05 * sn)  # smoothed positive target 0.95
+    neg = -(0.05 * sp + 0.95 * sn)  # smoothed negative target 0.05
+    assert items[2].item() == pytest.approx(0.5 * (pos + 2 * neg) / 3, rel=1e-5)
+    cl.nc = 1  # single class: no classification term
+    assert cl(perfect_outputs(cl, targets, cls_logit=2.0), targets)[1][2].item() == 0.0
+
+
+def test_objectness_target_is_iou(model):
+    # a perfect box has IoU 1 → objectness target 1 at its cell: BCE(0, 1) = ln 2 there, ln 2 elsewhere too
+    cl = loss_for(model)
+    targets = torch.tensor([target(0, 0, 4.5, 4.5)])
+    p = perfect_outputs(cl, targets)
+    b, a, gj, gi = cl.build_targets(p, targets)[2][0]
+    p[0][b, a, gj, gi, 4] = 10.0  # confident objectness at the matched cell
+    n0 = p[0][..., 4].numel()
+    want = ((n0 - 1) * math.log(2) + math.log(1 + math.exp(-10))) / n0 * 4.0 + math.log(2) * (1.0 + 0.4)
+    assert cl(p, targets)[1][1].item() == pytest.approx(want, rel=1e-5)
+
+
+def test_gradients_flow_and_autobalance(model):
+    model.train()
+    model.hyp = dict(HYP)
+    cl = ComputeLoss(model, autobalance=True)
+    targets = torch.tensor([target(0, 0, 2.4, 5.2), target(1, 2, 5.6, 3.7, 2, 2.5)])
+    model.zero_grad()
+    loss, items = cl(model(torch.rand(2, 3, IMG, IMG)), targets)
+    loss.backward()
+    assert torch.isfinite(loss).all() and (items > 0).all()
+    assert model.model[-1].m[0].weight.grad.abs().sum() > 0 and model.model[0].conv.weight.grad.abs().sum() > 0
+    assert cl.balance[cl.ssi] == pytest.approx(1.0) and cl.balance != [4.0, 1.0, 0.4]
+    model.zero_grad()

@@ -1,0 +1,163 @@
+"""train.py end to end on small images: outputs, checkpoints, resume after SIGKILL, transfer, bad data, DDP."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import train
+from models.experimental import attempt_load, safe_classes
+from models.yolo import Model
+from tests.conftest import ROOT
+from utils.checkpoint import load_checkpoint as _load
+from utils.dataset_yaml import check_dataset
+from utils.torch_utils import optimizer_groups
+
+HEADER = ["epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
+          "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss",
+          "x/lr0", "x/lr1", "x/lr2"]
+SMALL = dict(weights="", imgsz=64, batch_size=16, workers=0, device="cpu", noautoanchor=False)
+
+
+def load_checkpoint(f: Path) -> dict:
+    return _load(f, allowed=safe_classes())  # the allowlist only: our own checkpoints need no opt-in
+
+
+def _rows(f: Path) -> list[list[str]]:
+    with open(f) as fh:
+        return [[c.strip() for c in row] for row in csv.reader(fh)]
+
+
+@pytest.fixture(scope="module")
+def demo_data() -> dict:
+    return check_dataset(ROOT / "data" / "shapes.yaml")  # generated offline on first use
+
+
+def test_quickstart_on_demo_data_with_nam_penalty(tmp_path, demo_data):
+    hyp = yaml.safe_load((ROOT / "data/hyps/hyp.scratch-low.yaml").read_text())
+    hyp["nam_l1"] = 1e-4
+    (tmp_path / "hyp.yaml").write_text(yaml.safe_dump(hyp))
+    results = train.run(cfg=str(ROOT / "models/yolov5n-NAM.yaml"), epochs=2, hyp=str(tmp_path / "hyp.yaml"),
+                        project=str(tmp_path), name="q", **SMALL)  # no data=: the embedded demo set
+    d = tmp_path / "q"
+    assert len(results) == 7 and all(torch.isfinite(torch.tensor(results)))
+    for f in ("hyp.yaml", "opt.yaml", "results.csv", "results.png", "labels.jpg", "train_batch0.jpg",
+              "confusion_matrix.png", "val_batch0_pred.jpg", "weights/last.pt", "weights/best.pt"):
+        assert (d / f).exists(), f
+    rows = _rows(d / "results.csv")
+    assert rows[0] == HEADER and [r[0] for r in rows[1:]] == ["0", "1"]
+    assert (d / "results.csv").read_text().splitlines()[0].startswith(f"{'epoch':>20},{'train/box_loss':>20}")
+    ckpt = load_checkpoint(d / "weights" / "last.pt")
+    assert ckpt["epoch"] == -1 and ckpt["optimizer"] is None and ckpt["ema"] is None  # stripped
+    assert next(ckpt["model"].parameters()).dtype == torch.float16
+    m = attempt_load(d / "weights" / "best.pt")
+    assert m.names == demo_data["names"] and m.nc == 5 and type(m.model[24]).__name__ == "NAMAttention"
+    saved = yaml.safe_load((d / "hyp.yaml").read_text())
+    assert saved["nam_l1"] == 1e-4 and saved["box"] == 0.05  # written before scaling
+
+
+def test_resume_after_sigkill_finishes_all_epochs(tmp_path, demo_data):
+    cmd = [sys.executable, "train.py", "--cfg", "models/yolov5n.yaml", "--weights", "", "--img", "64", "--batch", "16",
+           "--epochs", "3", "--workers", "0", "--device", "cpu", "--project", str(tmp_path), "--name", "r"]
+    run_dir = tmp_path / "r"
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last = run_dir / "weights" / "last.pt"
+    t0 = time.time()
+    while not last.exists() and time.time() - t0 < 240 and p.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "no last.pt written after the first epoch"
+    time.sleep(1.0)  # into the next epoch
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert load_checkpoint(last)["epoch"] >= 0  # the file on disk is complete (atomic write)
+
+    out = subprocess.run([sys.executable, "train.py", "--resume", str(run_dir)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Resuming training from" in out.stderr + out.stdout
+    rows = _rows(run_dir / "results.csv")
+    assert [r[0] for r in rows[1:]][-1] == "2" and {"0", "2"} <= {r[0] for r in rows[1:]}
+    assert load_checkpoint(last)["epoch"] == -1  # finished and stripped
+
+
+def test_transfer_counts_from_v61_yolov5s(fixtures_dir, yolo_log):
+    hyp = {"anchor_t": 4.0}
+    w = str(fixtures_dir / "ckpt_yolov5s.pt")
+    train.load_pretrained(w, str(ROOT / "models/yolov5s.yaml"), 80, hyp, False, torch.device("cpu"))
+    assert f"Transferred 348/349 items from {w}" in yolo_log  # every item but the anchors
+    train.load_pretrained(w, "", 3, hyp, False, torch.device("cpu"))  # no --cfg: the checkpoint's yaml, nc 3
+    assert f"Transferred 343/349 items from {w}" in yolo_log  # Detect convs differ in shape
+    train.load_pretrained(w, str(ROOT / "models/yolov5s-NAM.yaml"), 80, hyp, False, torch.device("cpu"))
+    assert any(line.startswith("Transferred ") and line.endswith(f"/354 items from {w}") for line in yolo_log)
+
+
+def test_every_attention_parameter_reaches_an_optimizer_group():
+    from models import registry
+
+    for cls in registry.classes("attention"):
+        d = yaml.safe_load((ROOT / "models/yolov5n.yaml").read_text())
+        d["head"].insert(14, [-1, 1, cls.__name__, []])
+        d["head"][-1][0] = [17, 20, 24]
+        m = Model(d)
+        groups = optimizer_groups(m)
+        ids = [id(p) for g in groups for p in g]
+        assert len(ids) == len(set(ids)) == len(list(m.parameters())), cls.__name__
+        att = {id(p) for p in m.model[24].parameters()}
+        assert att <= set(ids)
+
+
+def test_bad_data_is_reported_and_training_finishes(tmp_path, demo_data, yolo_log):
+    src = Path(demo_data["path"])
+    root = tmp_path / "bad"
+    for split in ("train", "val"):
+        imgs = sorted((src / "images" / split).iterdir())[:24]
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for f in imgs:
+            shutil.copy(f, root / "images" / split / f.name)
+            lb = src / "labels" / split / (f.stem + ".txt")
+            if lb.exists():
+                shutil.copy(lb, root / "labels" / split / lb.name)
+    tr_i, tr_l = root / "images" / "train", root / "labels" / "train"
+    good = sorted(tr_i.glob("*.jpg"))[0]
+    (tr_i / "zero.jpg").write_bytes(b"")
+    (tr_i / "text.jpg").write_text("not an image")
+    data = good.read_bytes()
+    (tr_i / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    shutil.copy(good, tr_i / "nolabel.jpg")
+    shutil.copy(good, tr_i / "badrows.jpg")
+    (tr_l / "badrows.txt").write_text("0 0.5 0.5 0.2\n1 0.5 0.5 1.7 0.2\n9 0.5 0.5 0.2 0.2\nx 0.5 0.5 0.2 0.2\n"
+                                      "2 0.4 0.4 0.2 0.2\n2 0.4 0.4 0.2 0.2\n")
+    y = {"path": str(root), "train": "images/train", "val": "images/val", "nc": 5, "names": demo_data["names"]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(y))
+    results = train.run(cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tmp_path / "bad.yaml"), epochs=1,
+                        project=str(tmp_path), name="b", **SMALL)
+    assert len(results) == 7
+    text = "\n".join(yolo_log)
+    for name in ("zero.jpg", "text.jpg", "trunc.jpg", "badrows.txt"):
+        assert name in text, f"{name} not reported"
+    assert (tmp_path / "b" / "weights" / "best.pt").exists()
+    assert (tr_l / "badrows.txt").read_text().count("\n") == 6  # the user's file is untouched
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs process spawning like Linux")
+def test_ddp_two_cpu_processes_train_an_epoch(tmp_path, demo_data):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "train.py", "--cfg", "models/yolov5n.yaml", "--weights", "", "--img", "64", "--batch", "16", "--epochs", "1",
+           "--workers", "0", "--device", "cpu", "--project", str(tmp_path), "--name", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = _rows(tmp_path / "ddp" / "results.csv")
+    assert [r[0] for r in rows[1:]] == ["0"]
+    assert (tmp_path / "ddp" / "weights" / "best.pt").exists()

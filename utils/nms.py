@@ -1,0 +1,88 @@
+"""Non-maximum suppression of decoded YOLOv5 outputs (facts §12.3)."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import torch
+import torchvision
+
+from utils.boxes import xywh2xyxy
+from utils.general import LOGGER
+
+MIN_WH, MAX_WH = 2, 7680  # (pixels) box width/height limits; MAX_WH is also the class offset of batched NMS
+MAX_NMS = 30000  # most boxes handed to torchvision.ops.nms
+TIME_LIMIT = 10.0  # seconds per call
+
+
+def non_max_suppression(prediction: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45,
+                        classes: Sequence[int] | None = None, agnostic: bool = False, multi_label: bool = False,
+                        labels: Sequence[torch.Tensor] = (), max_det: int = 300) -> list[torch.Tensor]:
+    """Per-image NMS on a (bs, N, 5 + nc) batch of decoded boxes (v6.1 behaviour).
+
+    Candidates need objectness > conf_thres; boxes with a side < 2 or > 7680 px get objectness 0; conf = obj · cls.
+    The input tensor is not modified.
+
+    Args:
+        prediction: (bs, N, 5 + nc) rows ``x, y, w, h, obj, cls...`` (pixels, sigmoid scores).
+        conf_thres: confidence threshold (exclusive), in [0, 1].
+        iou_thres: IoU above which a lower-scored box of the same class is suppressed, in [0, 1].
+        classes: keep only these class ids.
+        agnostic: suppress across classes.
+        multi_label: one row per (box, class) pair with conf > conf_thres (only when nc > 1); else best class only.
+        labels: per image (n, 5) ``cls, x, y, w, h`` (pixels) appended as a-priori boxes (obj 1, one-hot class).
+        max_det: most detections kept per image.
+
+    Returns:
+        bs tensors (n, 6) ``x1, y1, x2, y2, conf, cls`` sorted by descending conf.
+    """
+    assert 0 <= conf_thres <= 1, f"Invalid Confidence threshold {conf_thres}, valid values are between 0.0 and 1.0"
+    assert 0 <= iou_thres <= 1, f"Invalid IoU {iou_thres}, valid values are between 0.0 and 1.0"
+    bs = prediction.shape[0]
+    nc = prediction.shape[2] - 5
+    xc = prediction[..., 4] > conf_thres  # candidates, decided before the size filter (v6.1 order)
+    multi_label &= nc > 1
+    class_filter = torch.tensor(classes, device=prediction.device) if classes is not None else None
+
+    t = time.time()
+    output = [torch.zeros((0, 6), device=prediction.device)] * bs
+    for xi, x in enumerate(prediction):
+        bad_wh = ((x[:, 2:4] < MIN_WH) | (x[:, 2:4] > MAX_WH)).any(1)[xc[xi]]
+        x = x[xc[xi]]  # boolean indexing copies: the caller's tensor stays untouched
+        x[bad_wh, 4] = 0  # such boxes cannot pass the final confidence test
+
+        if labels and len(labels[xi]):  # a-priori labels (val --save-hybrid)
+            lb = labels[xi]
+            v = torch.zeros((len(lb), nc + 5), device=x.device, dtype=x.dtype)
+            v[:, :4] = lb[:, 1:5]
+            v[:, 4] = 1.0
+            v[torch.arange(len(lb), device=x.device), lb[:, 0].long() + 5] = 1.0
+            x = torch.cat((x, v), 0)
+        if not x.shape[0]:
+            continue
+
+        x[:, 5:] *= x[:, 4:5]  # conf = obj * cls
+        box = xywh2xyxy(x[:, :4])
+        if multi_label:
+            i, j = (x[:, 5:] > conf_thres).nonzero(as_tuple=False).T
+            x = torch.cat((box[i], x[i, j + 5, None], j[:, None].to(x.dtype)), 1)
+        else:
+            conf, j = x[:, 5:].max(1, keepdim=True)
+            x = torch.cat((box, conf, j.to(x.dtype)), 1)[conf.view(-1) > conf_thres]
+
+        if class_filter is not None:
+            x = x[(x[:, 5:6] == class_filter).any(1)]
+        n = x.shape[0]
+        if not n:
+            continue
+        if n > MAX_NMS:
+            x = x[x[:, 4].argsort(descending=True)[:MAX_NMS]]
+
+        c = x[:, 5:6] * (0 if agnostic else MAX_WH)  # class offsets: batched NMS in one call
+        i = torchvision.ops.nms(x[:, :4] + c, x[:, 4], iou_thres)  # indices by descending score
+        output[xi] = x[i[:max_det]]
+        if (time.time() - t) > TIME_LIMIT:
+            LOGGER.warning(f"WARNING: NMS time limit {TIME_LIMIT}s exceeded")
+            break
+    return output

@@ -1,0 +1,288 @@
+"""Validate a trained YOLOv5 model on a detection dataset (facts §12).
+
+Usage:
+    $ python val.py --weights runs/train/exp/weights/best.pt --data ../shared/data/bccd/bccd.yaml --img 320
+    $ python val.py --weights best.pt                      # no --data: the embedded demo set (data/shapes.yaml)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[0]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
+
+from models.experimental import attempt_load  # noqa: E402
+from utils.boxes import scale_coords, xywh2xyxy, xyxy2xywh  # noqa: E402
+from utils.callbacks import Callbacks  # noqa: E402
+from utils.coco import append_predictions, coco80_to_coco91_class, coco_evaluate, dataset_to_coco  # noqa: E402
+from utils.dataset_yaml import check_dataset  # noqa: E402
+from utils.datasets import create_dataloader  # noqa: E402
+from utils.general import LOGGER, check_img_size, check_yaml, colorstr, increment_path, print_args  # noqa: E402
+from utils.metrics import ConfusionMatrix, ap_per_class, process_batch  # noqa: E402
+from utils.nms import non_max_suppression  # noqa: E402
+from utils.plots import output_to_target, plot_images  # noqa: E402
+from utils.torch_utils import select_device, time_sync  # noqa: E402
+
+DEFAULT_DATA = ROOT / "data" / "shapes.yaml"  # the embedded demo set, generated offline on first use
+
+
+def save_one_txt(predn: torch.Tensor, save_conf: bool, shape: tuple, file: Path) -> None:
+    """Append ``cls x y w h [conf]`` lines, normalised by the original image (w, h) (facts §12.6)."""
+    gn = torch.tensor(shape)[[1, 0, 1, 0]]  # normalisation gain whwh
+    with open(file, "a") as f:
+        for *xyxy, conf, cls in predn.tolist():
+            xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
+            line = (cls, *xywh, conf) if save_conf else (cls, *xywh)
+            f.write(("%g " * len(line)).rstrip() % line + "\n")
+
+
+@torch.no_grad()
+def run(data: str | Path | dict = DEFAULT_DATA,
+        weights: str | list | None = None,
+        batch_size: int = 32,
+        imgsz: int = 640,
+        conf_thres: float = 0.001,
+        iou_thres: float = 0.6,
+        task: str = "val",
+        device: str = "",
+        workers: int = 8,
+        single_cls: bool = False,
+        augment: bool = False,
+        verbose: bool = False,
+        save_txt: bool = False,
+        save_hybrid: bool = False,
+        save_conf: bool = False,
+        save_json: bool = False,
+        project: str | Path = ROOT / "runs/val",
+        name: str = "exp",
+        exist_ok: bool = False,
+        half: bool = True,
+        dnn: bool = False,
+        model: torch.nn.Module | None = None,
+        dataloader=None,
+        save_dir: Path = Path(""),
+        plots: bool = True,
+        callbacks: Callbacks = Callbacks(),
+        compute_loss=None):
+    """Validate ``weights`` (or a ``model`` passed by train.py) on the ``task`` split of ``data``.
+
+    Returns:
+        ``((P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls), maps, times)`` with ``maps`` the per-class
+        mAP@.5:.95 (length nc) and ``times`` the (pre-process, inference, NMS) ms per image.
+    """
+    training = model is not None
+    if training:  # called by train.py
+        device = next(model.parameters()).device
+        half &= device.type != "cpu"  # half precision only on CUDA
+        model.half() if half else model.float()
+    else:
+        device = select_device(device, batch_size=batch_size)
+        save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
+        (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
+        if weights is None:
+            raise ValueError("val.py needs --weights (a .pt checkpoint)")
+        model = attempt_load(weights, map_location=device)
+        stride = int(model.stride.max())
+        imgsz = check_img_size(imgsz, s=stride)
+        half &= device.type != "cpu"
+        model.half() if half else model.float()
+        data = check_dataset(data)
+    model.eval()
+    is_coco = isinstance(data.get("val"), str) and data["val"].endswith(f"coco{os.sep}val2017.txt")
+    nc = 1 if single_cls else int(data["nc"])
+    iouv = torch.linspace(0.5, 0.95, 10, device=device)  # IoU thresholds for mAP@.5:.95
+    niou = iouv.numel()
+
+    if not training:
+        if device.type != "cpu":
+            model(torch.zeros(1, 3, imgsz, imgsz).to(device).type_as(next(model.parameters())))  # warmup
+        pad = 0.0 if task in ("speed", "benchmark") else 0.5
+        task = task if task in ("train", "val", "test") else "val"
+        dataloader = create_dataloader(data[task], imgsz, batch_size, stride, single_cls, pad=pad, rect=True,
+                                       workers=workers, prefix=colorstr(f"{task}: "))[0]
+
+    seen = 0
+    confusion_matrix = ConfusionMatrix(nc=nc)
+    names = dict(enumerate(model.names if hasattr(model, "names") else model.module.names))
+    class_map = coco80_to_coco91_class() if is_coco else list(range(1000))
+    s = ("%20s" + "%11s" * 6) % ("Class", "Images", "Labels", "P", "R", "mAP@.5", "mAP@.5:.95")
+    dt, p, r, mp, mr, map50, map_ = [0.0, 0.0, 0.0], 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    loss = torch.zeros(3, device=device)
+    jdict, stats, ap, ap_class = [], [], [], []
+    pbar = tqdm(dataloader, desc=s, bar_format="{l_bar}{bar:10}{r_bar}{bar:-10b}")
+    for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
+        t1 = time_sync()
+        im = im.to(device, non_blocking=True)
+        im = (im.half() if half else im.float()) / 255  # uint8 0-255 -> 0.0-1.0
+        targets = targets.to(device)
+        nb, _, height, width = im.shape
+        t2 = time_sync()
+        dt[0] += t2 - t1
+
+        out, train_out = model(im) if training else model(im, augment=augment)
+        dt[1] += time_sync() - t2
+        if compute_loss:
+            loss += compute_loss([x.float() for x in train_out], targets)[1]  # box, obj, cls
+
+        targets[:, 2:] *= torch.tensor((width, height, width, height), device=device)  # to pixels
+        lb = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if save_hybrid else []
+        t3 = time_sync()
+        out = non_max_suppression(out, conf_thres, iou_thres, labels=lb, multi_label=True, agnostic=single_cls)
+        dt[2] += time_sync() - t3
+
+        for si, pred in enumerate(out):
+            labels = targets[targets[:, 0] == si, 1:]
+            nl = len(labels)
+            tcls = labels[:, 0].tolist() if nl else []
+            path, shape = Path(paths[si]), shapes[si][0]
+            seen += 1
+            if len(pred) == 0:
+                if nl:
+                    stats.append((torch.zeros(0, niou, dtype=torch.bool), torch.Tensor(), torch.Tensor(), tcls))
+                continue
+            if single_cls:
+                pred[:, 5] = 0
+            predn = pred.clone()
+            scale_coords(im[si].shape[1:], predn[:, :4], shape, shapes[si][1])  # to original image pixels
+            if nl:
+                tbox = xywh2xyxy(labels[:, 1:5])
+                scale_coords(im[si].shape[1:], tbox, shape, shapes[si][1])
+                labelsn = torch.cat((labels[:, 0:1], tbox), 1)  # (nl, 5) cls, xyxy in original pixels
+                correct = process_batch(predn, labelsn, iouv)
+                if plots:
+                    confusion_matrix.process_batch(predn, labelsn)
+            else:
+                correct = torch.zeros(pred.shape[0], niou, dtype=torch.bool)
+            stats.append((correct.cpu(), pred[:, 4].cpu(), pred[:, 5].cpu(), tcls))
+            if save_txt:
+                save_one_txt(predn, save_conf, shape, file=save_dir / "labels" / (path.stem + ".txt"))
+            if save_json:
+                append_predictions(predn, jdict, path, class_map)
+            callbacks.run("on_val_image_end", pred, predn, path, names, im[si])
+
+        if plots and batch_i < 3:
+            plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
+            plot_images(im, output_to_target(out), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
+
+    stats = [np.concatenate(x, 0) for x in zip(*stats)]  # to numpy
+    if len(stats) and stats[0].any():
+        tp, fp, p, r, f1, ap, ap_class = ap_per_class(*stats, plot=plots, save_dir=save_dir, names=names)
+        ap50, ap = ap[:, 0], ap.mean(1)  # AP@0.5, AP@0.5:0.95
+        mp, mr, map50, map_ = p.mean(), r.mean(), ap50.mean(), ap.mean()
+        nt = np.bincount(stats[3].astype(np.int64), minlength=nc)  # labels per class
+    else:
+        nt = np.bincount(stats[3].astype(np.int64), minlength=nc) if len(stats) else np.zeros(1, dtype=int)
+
+    pf = "%20s" + "%11i" * 2 + "%11.3g" * 4
+    LOGGER.info(pf % ("all", seen, nt.sum(), mp, mr, map50, map_))
+    if (verbose or (nc < 50 and not training)) and nc > 1 and len(stats) and len(ap_class):
+        for i, c in enumerate(ap_class):
+            LOGGER.info(pf % (names[c], seen, nt[c], p[i], r[i], ap50[i], ap[i]))
+
+    t = tuple(x / max(seen, 1) * 1e3 for x in dt)  # ms per image
+    if not training:
+        shape = (batch_size, 3, imgsz, imgsz)
+        LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % t)
+
+    if plots:
+        confusion_matrix.plot(save_dir=save_dir, names=list(names.values()))
+        callbacks.run("on_val_end")
+
+    if save_json and len(jdict):
+        w = Path(weights[0] if isinstance(weights, list) else weights).stem if weights is not None else ""
+        pred_json = str(save_dir / f"{w}_predictions.json")
+        LOGGER.info(f"\nEvaluating pycocotools mAP... saving {pred_json}...")
+        with open(pred_json, "w") as f:
+            json.dump(jdict, f)
+        anno_json = Path(data.get("path") or "../coco") / "annotations" / "instances_val2017.json"
+        if not anno_json.is_file():  # no COCO ground truth: build it from the dataset's own labels
+            ds = dataloader.dataset
+            anno_json = save_dir / "ground_truth.json"
+            gt = dataset_to_coco(ds.img_files, ds.labels, ds.shapes, list(names.values()), class_map)
+            anno_json.write_text(json.dumps(gt))
+            LOGGER.info(f"Ground truth for pycocotools written to {anno_json}")
+        res = coco_evaluate(anno_json, pred_json)
+        if res is not None:
+            map_, map50 = res
+
+    model.float()  # for training
+    if not training:
+        n_txt = len(list(save_dir.glob("labels/*.txt")))
+        s = f"\n{n_txt} labels saved to {save_dir / 'labels'}" if save_txt else ""
+        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{s}")
+    maps = np.zeros(nc) + map_
+    for i, c in enumerate(ap_class):
+        maps[c] = ap[i]
+    return (mp, mr, map50, map_, *(loss.cpu() / max(len(dataloader), 1)).tolist()), maps, t
+
+
+def parse_opt() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset.yaml path")
+    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model.pt path(s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
+    parser.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")
+    parser.add_argument("--iou-thres", type=float, default=0.6, help="NMS IoU threshold")
+    parser.add_argument("--task", default="val", help="train, val, test, speed or study")
+    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    parser.add_argument("--single-cls", action="store_true", help="treat as single-class dataset")
+    parser.add_argument("--augment", action="store_true", help="augmented inference")
+    parser.add_argument("--verbose", action="store_true", help="report mAP by class")
+    parser.add_argument("--save-txt", action="store_true", help="save results to *.txt")
+    parser.add_argument("--save-hybrid", action="store_true", help="save label+prediction hybrid results to *.txt")
+    parser.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
+    parser.add_argument("--save-json", action="store_true", help="save a COCO-JSON results file")
+    parser.add_argument("--project", default=ROOT / "runs/val", help="save to project/name")
+    parser.add_argument("--name", default="exp", help="save to project/name")
+    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference")
+    parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
+    opt = parser.parse_args()
+    opt.data = check_yaml(opt.data)
+    opt.save_json |= str(opt.data).endswith("coco.yaml")
+    opt.save_txt |= opt.save_hybrid
+    print_args(FILE.stem, opt)
+    return opt
+
+
+def main(opt: argparse.Namespace):
+    if opt.task in ("train", "val", "test"):
+        if opt.conf_thres > 0.001:
+            LOGGER.warning(f"WARNING: confidence threshold {opt.conf_thres} >> 0.001 will produce invalid mAP values.")
+        return run(**vars(opt))
+    weights = opt.weights if isinstance(opt.weights, list) else [opt.weights]
+    opt.half = True
+    if opt.task == "speed":  # speed benchmarks
+        opt.conf_thres, opt.iou_thres, opt.save_json = 0.25, 0.45, False
+        for opt.weights in weights:
+            run(**vars(opt), plots=False)
+    elif opt.task == "study":  # mAP and speed against image size
+        for opt.weights in weights:
+            f = f"study_{Path(opt.data).stem}_{Path(opt.weights).stem}.txt"
+            y = []
+            for opt.imgsz in range(256, 1536 + 128, 128):
+                LOGGER.info(f"\nRunning {f} --imgsz {opt.imgsz}...")
+                r, _, t = run(**vars(opt), plots=False)
+                y.append(r + t)
+            np.savetxt(f, y, fmt="%10.4g")
+        LOGGER.info(f"Study results saved to study_*.txt")
+    else:
+        raise ValueError(f"unknown --task {opt.task!r}: use train, val, test, speed or study")
+
+
+if __name__ == "__main__":
+    main(parse_opt())
