@@ -53,7 +53,7 @@ from utils.loss import ComputeLoss  # noqa: E402
 from utils.metrics import fitness, labels_to_class_weights, labels_to_image_weights  # noqa: E402
 from utils.plots import plot_labels  # noqa: E402
 from utils.torch_utils import (EarlyStopping, ModelEMA, build_optimizer, de_parallel, init_seeds,  # noqa: E402
-                               intersect_dicts, select_device, torch_distributed_zero_first)
+                               intersect_dicts, release_memory, select_device, torch_distributed_zero_first)
 
 LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))  # https://pytorch.org/docs/stable/elastic/run.html
 RANK = int(os.getenv("RANK", -1))
@@ -325,9 +325,11 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
 
             if RANK == -1 and stopper(epoch=epoch, fitness=fi):
                 break
+        release_memory()  # hand the epoch's freed heap back before the next one
 
     if RANK in (-1, 0):
         LOGGER.info(f"\n{epoch - start_epoch + 1} epochs completed in {(time.time() - t0) / 3600:.3f} hours.")
+        release_memory()
         for f in last, best:
             if f.exists():
                 strip_optimizer(f, allowed=safe_classes())

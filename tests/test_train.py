@@ -161,3 +161,43 @@ def test_ddp_two_cpu_processes_train_an_epoch(tmp_path, demo_data):
     rows = _rows(tmp_path / "ddp" / "results.csv")
     assert [r[0] for r in rows[1:]] == ["0"]
     assert (tmp_path / "ddp" / "weights" / "best.pt").exists()
+
+
+def test_missing_default_weights_offline_falls_back_to_scratch(monkeypatch, yolo_log, tmp_path):
+    import urllib.request
+
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.chdir(tmp_path)  # no yolov5s.pt here
+    opt = train.parse_opt(True)
+    opt.weights, opt.cfg = None, ""
+    train.resolve_weights(opt)
+    assert opt.weights == "" and opt.cfg.endswith("yolov5s.yaml")
+    text = "\n".join(yolo_log)
+    assert "yolov5s.pt" in text and "network unreachable" in text and "from scratch" in text
+    opt.weights = "yolov5m.pt"  # named explicitly: an error, no fallback
+    with pytest.raises(FileNotFoundError, match="yolov5m.pt"):
+        train.load_pretrained(train.attempt_download(opt.weights), "", 80, {}, False, torch.device("cpu"))
+
+
+def test_val_standalone_json_txt_and_pycocotools(tmp_path, demo_data):
+    import json
+
+    import val
+
+    train.run(cfg=str(ROOT / "models/yolov5n.yaml"), epochs=1, project=str(tmp_path), name="v", **SMALL)
+    best = tmp_path / "v" / "weights" / "best.pt"
+    (mp, mr, map50, map_, *losses), maps, t = val.run(data=ROOT / "data/shapes.yaml", weights=str(best), imgsz=64,
+                                                        batch_size=16, workers=0, device="cpu", save_json=True,
+                                                        save_txt=True, save_conf=True, project=str(tmp_path),
+                                                        name="val")
+    d = tmp_path / "val"
+    preds = json.loads((d / "best_predictions.json").read_text())
+    assert preds and set(preds[0]) == {"image_id", "category_id", "bbox", "score"}
+    gt = json.loads((d / "ground_truth.json").read_text())
+    assert len(gt["images"]) == 60 and len(gt["annotations"]) == 193
+    assert maps.shape == (5,) and len(t) == 3 and 0 <= map_ <= map50 <= 1
+    lines = next((d / "labels").glob("*.txt")).read_text().splitlines()
+    assert len(lines[0].split()) == 6  # cls x y w h conf

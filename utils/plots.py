@@ -183,8 +183,6 @@ def _correlogram(df, file: Path) -> None:
 
 def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "") -> None:
     """Plot every ``results*.csv`` next to ``file`` (or in ``dir``) into ``results.png`` (2x5 panels)."""
-    import pandas as pd
-
     save_dir = Path(file).parent if file else Path(dir)
     files = sorted(save_dir.glob("results*.csv"))
     if not files:
@@ -193,11 +191,12 @@ def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "")
     fig, ax = _figure(2, 5, (12, 6))
     for f in files:
         try:
-            data = pd.read_csv(f)
-            s = [str(x).strip() for x in data.columns]
-            x = data.values[:, 0]
+            with open(f) as fh:
+                s = [x.strip() for x in fh.readline().split(",")]
+            data = np.loadtxt(f, delimiter=",", skiprows=1, ndmin=2)  # plain csv: no pandas import needed
+            x = data[:, 0]
             for i, j in enumerate(RESULTS_PANELS):
-                ax[i].plot(x, data.values[:, j].astype(float), marker=".", label=f.stem, linewidth=2, markersize=8)
+                ax[i].plot(x, data[:, j], marker=".", label=f.stem, linewidth=2, markersize=8)
                 ax[i].set_title(s[j], fontsize=12)
         except Exception as e:  # a malformed file must not stop the others
             LOGGER.warning(f"Warning: Plotting error for {f}: {e}")
