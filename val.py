@@ -3,6 +3,7 @@
 Usage:
     $ python val.py --weights runs/train/exp/weights/best.pt --data ../shared/data/bccd/bccd.yaml --img 320
     $ python val.py --weights best.pt                      # no --data: the embedded demo set (data/shapes.yaml)
+    $ python val.py --weights best.onnx --img 320           # exports too: .torchscript, .onnx (--dnn: OpenCV DNN)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
-from models.experimental import attempt_load  # noqa: E402
+from models.backends import DetectMultiBackend  # noqa: E402
 from utils.boxes import scale_coords, xywh2xyxy, xyxy2xywh  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.coco import append_predictions, coco80_to_coco91_class, coco_evaluate, dataset_to_coco  # noqa: E402
@@ -92,12 +93,17 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
         (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
         if weights is None:
-            raise ValueError("val.py needs --weights (a .pt checkpoint)")
-        model = attempt_load(weights, map_location=device)
-        stride = int(model.stride.max())
+            raise ValueError("val.py needs --weights (a .pt checkpoint, .torchscript or .onnx export)")
+        model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data)
+        stride, pt, jit, onnx = model.stride, model.pt, model.jit, model.onnx
         imgsz = check_img_size(imgsz, s=stride)
-        half &= device.type != "cpu"
-        model.half() if half else model.float()
+        half &= (pt or jit or onnx) and device.type != "cpu"  # half precision only on CUDA
+        if pt or jit:
+            model.model.half() if half else model.model.float()
+        if not model.dynamic:  # shape-specialised export: one square image at a time
+            batch_size = 1
+            LOGGER.info(f"Forcing --batch-size 1 square inference shape(1,3,{imgsz},{imgsz}) for non-PyTorch "
+                        f"backends")
         data = check_dataset(data)
     model.eval()
     is_coco = isinstance(data.get("val"), str) and data["val"].endswith(f"coco{os.sep}val2017.txt")
@@ -106,11 +112,11 @@ def run(data: str | Path | dict = DEFAULT_DATA,
     niou = iouv.numel()
 
     if not training:
-        if device.type != "cpu":
-            model(torch.zeros(1, 3, imgsz, imgsz).to(device).type_as(next(model.parameters())))  # warmup
-        pad = 0.0 if task in ("speed", "benchmark") else 0.5
+        model.warmup(imgsz=(1 if pt else batch_size, 3, imgsz, imgsz), half=half)
+        rect = model.dynamic and task != "benchmark"  # rectangular batches need a backend that takes any H, W
+        pad = 0.0 if task in ("speed", "benchmark") or not rect else 0.5
         task = task if task in ("train", "val", "test") else "val"
-        dataloader = create_dataloader(data[task], imgsz, batch_size, stride, single_cls, pad=pad, rect=True,
+        dataloader = create_dataloader(data[task], imgsz, batch_size, stride, single_cls, pad=pad, rect=rect,
                                        workers=workers, prefix=colorstr(f"{task}: "))[0]
 
     seen = 0
@@ -131,7 +137,7 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         t2 = time_sync()
         dt[0] += t2 - t1
 
-        out, train_out = model(im) if training else model(im, augment=augment)
+        out, train_out = model(im) if training else model(im, augment=augment, val=True)
         dt[1] += time_sync() - t2
         if compute_loss:
             loss += compute_loss([x.float() for x in train_out], targets)[1]  # box, obj, cls
@@ -139,7 +145,8 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         targets[:, 2:] *= torch.tensor((width, height, width, height), device=device)  # to pixels
         lb = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if save_hybrid else []
         t3 = time_sync()
-        out = non_max_suppression(out, conf_thres, iou_thres, labels=lb, multi_label=True, agnostic=single_cls)
+        out = non_max_suppression(out, conf_thres, iou_thres, labels=lb, multi_label=True, agnostic=single_cls,
+                                  time_limit=None)  # metrics must not depend on machine load
         dt[2] += time_sync() - t3
 
         for si, pred in enumerate(out):
@@ -231,7 +238,8 @@ def run(data: str | Path | dict = DEFAULT_DATA,
 def parse_opt() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset.yaml path")
-    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model.pt path(s)")
+    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt",
+                        help="model path(s): .pt, .torchscript or .onnx")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
     parser.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")

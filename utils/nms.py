@@ -18,7 +18,8 @@ TIME_LIMIT = 10.0  # seconds per call
 
 def non_max_suppression(prediction: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45,
                         classes: Sequence[int] | None = None, agnostic: bool = False, multi_label: bool = False,
-                        labels: Sequence[torch.Tensor] = (), max_det: int = 300) -> list[torch.Tensor]:
+                        labels: Sequence[torch.Tensor] = (), max_det: int = 300,
+                        time_limit: float | None = TIME_LIMIT) -> list[torch.Tensor]:
     """Per-image NMS on a (bs, N, 5 + nc) batch of decoded boxes (v6.1 behaviour).
 
     Candidates need objectness > conf_thres; boxes with a side < 2 or > 7680 px get objectness 0; conf = obj · cls.
@@ -33,6 +34,8 @@ def non_max_suppression(prediction: torch.Tensor, conf_thres: float = 0.25, iou_
         multi_label: one row per (box, class) pair with conf > conf_thres (only when nc > 1); else best class only.
         labels: per image (n, 5) ``cls, x, y, w, h`` (pixels) appended as a-priori boxes (obj 1, one-hot class).
         max_det: most detections kept per image.
+        time_limit: seconds per call after which the remaining images get no detections (v6.1: 10 s);
+            None for no limit. val.py passes None, so that mAP never depends on how busy the machine is.
 
     Returns:
         bs tensors (n, 6) ``x1, y1, x2, y2, conf, cls`` sorted by descending conf.
@@ -84,7 +87,7 @@ def non_max_suppression(prediction: torch.Tensor, conf_thres: float = 0.25, iou_
         else:  # per class: the same boxes as v6.1's class-offset trick, without its O(n²) over all classes
             i = torchvision.ops.batched_nms(x[:, :4], x[:, 4], x[:, 5], iou_thres)
         output[xi] = x[i[:max_det]]
-        if (time.time() - t) > TIME_LIMIT:
-            LOGGER.warning(f"WARNING: NMS time limit {TIME_LIMIT}s exceeded")
+        if time_limit is not None and (time.time() - t) > time_limit:
+            LOGGER.warning(f"WARNING: NMS time limit {time_limit}s exceeded")
             break
     return output
