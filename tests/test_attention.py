@@ -378,3 +378,17 @@ def test_torchscript_trace_other_size(name):
     x = torch.randn(2, C, 5, 12)
     with torch.no_grad():
         torch.testing.assert_close(ts(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_cot_attention_fuse_layers_is_exact_and_cheaper():
+    from utils.flops import count_macs
+
+    m = randomize_bn(build("CoTAttention", 64)).eval()
+    f = copy.deepcopy(m)
+    f.fuse_layers()
+    x = torch.randn(2, 64, 7, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(f(x), m(x), atol=1e-5, rtol=1e-5)
+    # the k*k mean folded into the last 1x1 conv: C/2 -> C outputs instead of C/2 -> 9C
+    assert f.attention_embed[-1].out_channels == 64 and m.attention_embed[-1].out_channels == 9 * 64
+    assert count_macs(f, (x,)) < 0.6 * count_macs(m, (x,))

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from models.attention.base import numel, softmax_flops
 from models.registry import attention, register
+from utils.torch_utils import fuse_conv_and_bn
 
 
 @register(rule=attention, kind="attention")
@@ -61,17 +62,38 @@ class CoTAttention(nn.Module):
             nn.Conv2d(2 * dim // factor, kernel_size * kernel_size * dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kk = self.kernel_size * self.kernel_size
         k1 = self.key_embed(x)  # (B, C, H, W)
         v = self.value_embed(x).flatten(2)  # (B, C, H*W)
-        a = self.attention_embed(torch.cat([k1, x], dim=1))  # (B, k*k*C, H, W)
-        a = a.view(a.shape[0], self.dim, kk, a.shape[2], a.shape[3])  # (B, C, k*k, H, W)
-        a = a.mean(2).flatten(2)  # (B, C, H*W)
-        k2 = torch.softmax(a, dim=-1) * v  # (B, C, H*W)
+        a = self.attention_embed(torch.cat([k1, x], dim=1))  # (B, k*k*C, H, W), or (B, C, H, W) once fused
+        if not getattr(self, "fused", False):
+            kk = self.kernel_size * self.kernel_size
+            a = a.view(a.shape[0], self.dim, kk, a.shape[2], a.shape[3]).mean(2)  # (B, C, k*k, H, W) -> (B, C, H, W)
+        k2 = torch.softmax(a.flatten(2), dim=-1) * v  # (B, C, H*W)
         return k1 + k2.view_as(k1)  # (B, C, H, W)
 
-    def functional_flops(self, inputs: tuple, output: torch.Tensor) -> int:
-        """FLOPs outside child modules: the k·k mean, the softmax, the product with v and the sum k1 + k2."""
-        n = numel(inputs[0].shape)  # B·C·H·W
+    @torch.no_grad()
+    def fuse_layers(self) -> None:
+        """Inference folding (``Model.fuse()``): exact, and most of this block's cost.
+
+        * every conv + BatchNorm pair becomes one conv with bias;
+        * the mean over the k·k axis of the last 1×1 conv's output is itself a 1×1 conv with the k·k weight
+          groups averaged, so that conv shrinks from C/2 -> k·k·C to C/2 -> C channels (9× fewer for k = 3) and the
+          mean disappears.
+        """
+        if getattr(self, "fused", False):
+            return
         kk = self.kernel_size * self.kernel_size
+        self.key_embed = nn.Sequential(fuse_conv_and_bn(self.key_embed[0], self.key_embed[1]), self.key_embed[2])
+        self.value_embed = nn.Sequential(fuse_conv_and_bn(self.value_embed[0], self.value_embed[1]))
+        conv1, bn, act, conv2 = self.attention_embed
+        mean_conv = nn.Conv2d(conv2.in_channels, self.dim, 1).requires_grad_(False).to(conv2.weight.device)
+        mean_conv.weight.copy_(conv2.weight.view(self.dim, kk, -1, 1, 1).mean(1))  # out channel c*kk + t -> c
+        mean_conv.bias.copy_(conv2.bias.view(self.dim, kk).mean(1))
+        self.attention_embed = nn.Sequential(fuse_conv_and_bn(conv1, bn), act, mean_conv.to(conv2.weight.dtype))
+        self.fused = True
+
+    def functional_flops(self, inputs: tuple, output: torch.Tensor) -> int:
+        """FLOPs outside child modules: the k·k mean (until fused), the softmax, the product with v, k1 + k2."""
+        n = numel(inputs[0].shape)  # B·C·H·W
+        kk = 0 if getattr(self, "fused", False) else self.kernel_size * self.kernel_size
         return kk * n + softmax_flops(n) + n + n
