@@ -23,6 +23,15 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (images/, videos/, bccd/); the test is skipped when it is not there."""
+    d = SHARED / "data"
+    if not (d / "images").is_dir():
+        pytest.skip(f"shared test data not found at {d} (../shared is absent)")
+    return d
+
+
 class _ListHandler(logging.Handler):
     def __init__(self):
         super().__init__()

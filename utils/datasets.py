@@ -25,13 +25,14 @@ from utils.augmentations import (Albumentations, augment_hsv, copy_paste, hyp_va
                                  random_perspective)
 from utils.boxes import xyn2xy, xywhn2xyxy, xyxy2xywhn
 from utils.general import LOGGER, NUM_THREADS
+from utils.inference_loaders import LoadImages, LoadStreams  # noqa: F401  (v6.1 imports them from here)
 from utils.labels import (BAR_FORMAT, CACHE_VERSION, HELP_URL, IMG_FORMATS, VID_FORMATS, class_range_problems,
                           count_row_issues, img2label_paths, img_files_from_path, load_or_scan_labels, summary_line,
                           verify_image_label, writeable_location)
 from utils.torch_utils import torch_distributed_zero_first
 
 __all__ = ["IMG_FORMATS", "VID_FORMATS", "img2label_paths", "verify_image_label", "LoadImagesAndLabels",
-           "InfiniteDataLoader", "create_dataloader"]
+           "InfiniteDataLoader", "create_dataloader", "LoadImages", "LoadStreams"]
 
 
 class LoadImagesAndLabels(Dataset):

@@ -1,0 +1,118 @@
+"""Inference latency of model configs × backends × image sizes, and each attention config's overhead.
+
+    python benchmarks/latency.py                                   # yolov5n/s and their NAM/SimAM/CoTA twins
+    python benchmarks/latency.py --cfgs yolov5n yolov5n-CotLayer --img 320 --backends pytorch onnx
+
+Models are built from their yamls with random weights, fused (as attempt_load deploys them) and timed at batch 1
+on a zero image: the median of ``--runs`` forwards after ``--warmup``. Overhead of ``<base>-<Attention>`` is
+relative to ``<base>`` with the same backend and size. Timing belongs here, never in pass/fail tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from copy import deepcopy
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from export import export_onnx, export_torchscript, prepare_for_export  # noqa: E402
+from models.yolo import Model  # noqa: E402
+from utils.flops import model_gflops  # noqa: E402
+
+DEFAULT_CFGS = ["yolov5n", "yolov5n-NAM", "yolov5n-SimAM", "yolov5n-CoTA",
+                "yolov5s", "yolov5s-NAM", "yolov5s-SimAM", "yolov5s-CoTA"]
+
+
+def median_ms(fn, warmup: int, runs: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        t.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(t)
+
+
+def build(cfg: str) -> Model:
+    f = ROOT / "models" / (cfg if cfg.endswith(".yaml") else f"{cfg}.yaml")
+    return Model(f).eval().fuse()
+
+
+def time_backends(model: Model, img: int, backends: list[str], warmup: int, runs: int, tmp: Path, tag: str) -> dict:
+    x = torch.zeros(1, 3, img, img)
+    out = {}
+    with torch.no_grad():
+        if "pytorch" in backends:
+            out["pytorch"] = median_ms(lambda: model(x), warmup, runs)
+        meta = {"stride": str(int(model.stride.max())), "names": str(list(model.names))}
+        em = prepare_for_export(deepcopy(model))
+        em(x)  # dry run (fills Detect grids)
+        if "torchscript" in backends:
+            f = export_torchscript(em, x, tmp / f"{tag}_{img}", meta)
+            if f is not None:
+                ts = torch.jit.load(str(f))
+                out["torchscript"] = median_ms(lambda: ts(x), warmup, runs)
+        if "onnx" in backends:
+            import onnxruntime as ort
+
+            f = export_onnx(em, x, tmp / f"{tag}_{img}", meta)
+            if f is not None:
+                sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+                name, xn = sess.get_inputs()[0].name, x.numpy()
+                out["onnx"] = median_ms(lambda: sess.run(None, {name: xn}), warmup, runs)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cfgs", nargs="+", default=DEFAULT_CFGS)
+    ap.add_argument("--img", nargs="+", type=int, default=[320, 640])
+    ap.add_argument("--backends", nargs="+", default=["pytorch", "torchscript", "onnx"])
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    opt = ap.parse_args()
+    torch.set_num_threads(opt.threads)
+    logging.getLogger("yolov5").setLevel(logging.WARNING)
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as d:
+        for cfg in opt.cfgs:
+            model = build(cfg)
+            params = sum(p.numel() for p in model.parameters())
+            for img in opt.img:
+                ms = time_backends(model, img, opt.backends, opt.warmup, opt.runs, Path(d), Path(cfg).stem)
+                rows[(cfg, img)] = (params, model_gflops(model, img), ms)
+
+    print(f"\nLatency, batch 1, CPU x{opt.threads} threads, median of {opt.runs} after {opt.warmup} warm-up "
+          f"(fused models; ms). Overhead vs the config without its attention suffix, same backend and size.\n")
+    head = " | ".join(f"{b} ms" for b in opt.backends) + " | " + " | ".join(f"{b} +%" for b in opt.backends)
+    print(f"| model | img | params | GFLOPs | {head} |")
+    print("|" + "---|" * (4 + 2 * len(opt.backends)))
+    for (cfg, img), (params, gflops, ms) in rows.items():
+        base = rows.get((cfg.split("-")[0], img)) if "-" in cfg else None
+        over = []
+        for b in opt.backends:
+            if base and b in ms and b in base[2]:
+                over.append(f"{(ms[b] / base[2][b] - 1) * 100:+.1f}")
+            else:
+                over.append("")
+        cols = " | ".join(f"{ms[b]:.1f}" if b in ms else "n/a" for b in opt.backends)
+        g = f"{gflops:.2f}" if gflops is not None else "n/a"
+        print(f"| {cfg} | {img} | {params:,} | {g} | {cols} | {' | '.join(over)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""Run YOLOv5 detection on images, videos, folders, globs and streams (facts §13).
+
+Usage - sources:
+    $ python detect.py --weights best.pt --source 0                 # webcam
+                                                  img.jpg           # image
+                                                  vid.mp4           # video
+                                                  path/             # directory
+                                                  'path/*.jpg'      # glob
+                                                  streams.txt       # one stream/video/webcam per line
+                                                  'rtsp://example.com/media.mp4'  # RTSP, RTMP, HTTP stream
+
+Usage - formats (through models.backends.DetectMultiBackend):
+    $ python detect.py --weights best.pt | best.torchscript | best.onnx [--dnn]
+
+Nothing is downloaded: weights must exist locally, and an http(s) URL naming an image/video *file* is refused
+(fetch it yourself); http/rtsp/rtmp *streams* are opened by OpenCV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import torch
+import torch.backends.cudnn as cudnn
+import yaml
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[0]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
+
+from models.backends import DetectMultiBackend, parse_names  # noqa: E402
+from models.experimental import safe_classes  # noqa: E402
+from utils.boxes import scale_coords, xyxy2xywh  # noqa: E402
+from utils.checkpoint import strip_optimizer  # noqa: E402
+from utils.general import LOGGER, check_img_size, colorstr, increment_path, print_args  # noqa: E402
+from utils.inference_loaders import LoadImages, LoadStreams, check_imshow, is_url  # noqa: E402
+from utils.labels import IMG_FORMATS, VID_FORMATS  # noqa: E402
+from utils.nms import non_max_suppression  # noqa: E402
+from utils.plots import Annotator, colors, save_one_box  # noqa: E402
+from utils.torch_utils import select_device, time_sync  # noqa: E402
+
+SOURCE_HINT = ("pass --source with an image, video, directory, glob, .txt stream list or webcam index, "
+               "e.g. --source ../shared/data/images")
+STREAM_FPS = 30  # frame rate of videos saved from live streams
+
+
+def class_name(names: Sequence[str] | dict, c: int) -> str:
+    """Name of class ``c`` (``names`` a list or dict), or ``class{c}`` when the names do not cover it."""
+    if isinstance(names, dict):
+        return str(names.get(c, f"class{c}"))
+    return str(names[c]) if 0 <= c < len(names) else f"class{c}"
+
+
+def check_source(source: str) -> tuple[bool, bool]:
+    """Classify ``source`` as (webcam/stream, saveable) and fail early with a clear message when it is unusable.
+
+    Raises:
+        ValueError: a URL naming an image/video file (nothing is downloaded).
+        FileNotFoundError: a local path, glob root or stream list that does not exist.
+    """
+    is_file = Path(source).suffix[1:].lower() in IMG_FORMATS + VID_FORMATS
+    url = is_url(source)
+    webcam = source.isnumeric() or source.endswith(".txt") or (url and not is_file)
+    if url and is_file:
+        raise ValueError(f"--source {source} is a URL to a file: this project never downloads. Fetch it yourself "
+                         f"and pass the local path (http/rtsp/rtmp *streams* are fine)")
+    if not (source.isnumeric() or url) and "*" not in source and not Path(source).exists():
+        raise FileNotFoundError(f"--source {source} does not exist: {SOURCE_HINT}")
+    return webcam, not source.endswith(".txt")
+
+
+def model_names(model: DetectMultiBackend, data: str | Path | None) -> list[str]:
+    """The model's class names; those of the ``data`` yaml only when the model carries none (an export without
+    metadata gets ``class0``... from ``DetectMultiBackend``), as in v6.1 where ``.pt`` names always win."""
+    names = list(model.names.values()) if isinstance(model.names, dict) else list(model.names)
+    carries_none = len(names) == 1000 and names[:2] == ["class0", "class1"]
+    if data and carries_none:
+        f = Path(data)
+        if f.is_file():
+            d = yaml.safe_load(f.read_text(errors="ignore")) or {}
+            names = parse_names(d.get("names") if isinstance(d, dict) else None) or names
+        else:
+            LOGGER.warning(f"WARNING: --data {data} not found; classes are named class0, class1, ...")
+    return names
+
+
+def check_weights(weights: str | Path | Sequence[str | Path]) -> None:
+    """Raise ``FileNotFoundError`` naming each weights file that is not here (nothing is downloaded)."""
+    for w in weights if isinstance(weights, (list, tuple)) else [weights]:
+        if not Path(w).exists():
+            raise FileNotFoundError(f"weights not found: {w}. Pass --weights path/to/model.pt (.torchscript, .onnx), "
+                                    f"e.g. runs/train/exp/weights/best.pt; detect.py downloads nothing")
+
+
+def _open_writer(save_path: str, vid_cap: cv2.VideoCapture | None, im0) -> tuple[cv2.VideoWriter, str]:
+    """An ``mp4v`` writer at the source's fps and size (streams: 30 fps, frame size); the path gets ``.mp4``."""
+    h, w = im0.shape[:2]
+    fps = STREAM_FPS
+    if vid_cap is not None:
+        f = vid_cap.get(cv2.CAP_PROP_FPS)
+        fps = f if f and f > 0 and f == f else STREAM_FPS  # 0 or NaN -> fallback
+        w = int(vid_cap.get(cv2.CAP_PROP_FRAME_WIDTH)) or w
+        h = int(vid_cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) or h
+    save_path = str(Path(save_path).with_suffix(".mp4"))
+    writer = cv2.VideoWriter(save_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        LOGGER.warning(f"WARNING: cannot open a video writer for {save_path}; frames are not saved")
+    return writer, save_path
+
+
+@torch.no_grad()
+def run(weights: str | Path | list = ROOT / "yolov5s.pt",
+        source: str | Path = ROOT / "data/images",
+        data: str | Path | None = ROOT / "data/shapes.yaml",
+        imgsz: int | Sequence[int] = (640, 640),
+        conf_thres: float = 0.25,
+        iou_thres: float = 0.45,
+        max_det: int = 1000,
+        device: str = "",
+        view_img: bool = False,
+        save_txt: bool = False,
+        save_conf: bool = False,
+        save_crop: bool = False,
+        nosave: bool = False,
+        classes: Sequence[int] | None = None,
+        agnostic_nms: bool = False,
+        augment: bool = False,
+        visualize: bool = False,
+        update: bool = False,
+        project: str | Path = ROOT / "runs/detect",
+        name: str = "exp",
+        exist_ok: bool = False,
+        line_thickness: int = 3,
+        hide_labels: bool = False,
+        hide_conf: bool = False,
+        half: bool = False,
+        dnn: bool = False) -> Path:
+    """Detect objects in ``source`` with ``weights`` and save the results under ``project/name`` (incremented).
+
+    Args:
+        weights: model file(s): .pt (several make an ensemble), .torchscript or .onnx.
+        source: image, video, directory, glob, ``.txt`` stream list, webcam index or stream URL.
+        data: dataset yaml whose ``names`` are used only when the model carries none (an ONNX or
+            TorchScript file without metadata); a ``.pt`` model's own names always win, as in v6.1.
+        imgsz: inference size, one int or (h, w); rounded up to a multiple of the model stride.
+        conf_thres: confidence threshold.
+        iou_thres: NMS IoU threshold.
+        max_det: most detections per image.
+        device: ``''`` (auto), ``'cpu'``, ``'0'``, ``'0,1'``...
+        view_img: show results in a window (skipped, with one warning, where there is no display).
+        save_txt: write ``labels/*.txt`` (``cls x y w h`` normalised).
+        save_conf: append the confidence to each label line.
+        save_crop: save each box, cropped from the original image, to ``crops/<class>/``.
+        nosave: do not save annotated images/videos.
+        classes: keep only these class ids.
+        agnostic_nms: class-agnostic NMS.
+        augment: test-time augmentation (PyTorch weights).
+        visualize: save feature maps of every layer to ``<save_dir>/<stem>/``.
+        update: strip the optimizer (and EMA) from the weights file(s) at the end.
+        project: parent of the results folder.
+        name: results folder name (``exp``, ``exp2``...).
+        exist_ok: reuse ``project/name`` instead of incrementing.
+        line_thickness: box line width in pixels.
+        hide_labels: draw boxes without labels.
+        hide_conf: draw labels without confidences.
+        half: FP16 inference (CUDA only).
+        dnn: OpenCV DNN for ONNX.
+
+    Returns:
+        The results folder.
+
+    Raises:
+        FileNotFoundError: weights or source missing.
+        ValueError: a URL to an image/video file.
+    """
+    source = str(source)
+    webcam, save_img = check_source(source)
+    save_img = save_img and not nosave
+    check_weights(weights)
+    imgsz = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)
+
+    device = select_device(device)
+    model = DetectMultiBackend(weights, device=device, dnn=dnn)  # data: see model_names()
+    stride, names, pt = int(model.stride), model_names(model, data), bool(getattr(model, "pt", False))
+    jit, onnx, engine = (bool(getattr(model, k, False)) for k in ("jit", "onnx", "engine"))
+    imgsz = check_img_size(imgsz, s=stride)
+    if half and device.type == "cpu":
+        LOGGER.warning("WARNING: --half is supported on CUDA only; running in FP32 on CPU")
+    half &= (pt or jit or onnx or engine) and device.type != "cpu"
+    if (pt or jit) and hasattr(model, "model"):
+        model.model.half() if half else model.model.float()
+
+    if view_img or webcam:  # v6.1 shows streams whenever the environment can
+        view_img = check_imshow(warn=view_img)
+    if webcam:
+        cudnn.benchmark = True  # constant image size
+        dataset: LoadImages | LoadStreams = LoadStreams(source, img_size=imgsz, stride=stride, auto=pt)
+    else:
+        dataset = LoadImages(source, img_size=imgsz, stride=stride, auto=pt)
+    bs = len(dataset) if webcam else 1
+    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)  # created once model and source are ok
+    (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
+    vid_path: list[str | None] = [None] * bs
+    vid_writer: list[cv2.VideoWriter | None] = [None] * bs
+    shown = quit_ = False
+
+    model.warmup(imgsz=(1 if pt else bs, 3, *imgsz), half=half)
+    dt, seen = [0.0, 0.0, 0.0], 0
+    try:
+        for path, im, im0s, vid_cap, s in dataset:
+            t1 = time_sync()
+            im = torch.from_numpy(im).to(device)
+            im = im.half() if half else im.float()
+            im /= 255  # 0-255 -> 0.0-1.0
+            if im.ndim == 3:
+                im = im[None]
+            t2 = time_sync()
+            dt[0] += t2 - t1
+
+            stem = Path(path[0] if webcam else path).stem
+            vis = increment_path(save_dir / stem, mkdir=True) if visualize else False
+            pred = model(im, augment=augment, visualize=vis)
+            t3 = time_sync()
+            dt[1] += t3 - t2
+
+            pred = non_max_suppression(pred, conf_thres, iou_thres, classes, agnostic_nms, max_det=max_det)
+            dt[2] += time_sync() - t3
+
+            for i, det in enumerate(pred):
+                seen += 1
+                if webcam:
+                    p, im0, frame, line = Path(path[i]), im0s[i].copy(), dataset.count, f"{s}{i}: "
+                else:
+                    p, im0, frame, line = Path(path), im0s.copy(), getattr(dataset, "frame", 0), s
+                save_path = str(save_dir / p.name)
+                txt_path = str(save_dir / "labels" / p.stem) + ("" if dataset.mode == "image" else f"_{frame}")
+                line += "%gx%g " % im.shape[2:]
+                gn = torch.tensor(im0.shape)[[1, 0, 1, 0]]  # whwh normalisation gain
+                imc = im0.copy() if save_crop else im0
+                annotator = Annotator(im0, line_width=line_thickness, example=str(names))
+                if len(det):
+                    det[:, :4] = scale_coords(im.shape[2:], det[:, :4], im0.shape).round()
+                    for c in det[:, -1].unique():
+                        n = int((det[:, -1] == c).sum())
+                        line += f"{n} {class_name(names, int(c))}{'s' * (n > 1)}, "
+                    for *xyxy, conf, cls in reversed(det):  # lowest confidence first
+                        c = int(cls)
+                        if save_txt:
+                            xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
+                            row = (cls, *xywh, conf) if save_conf else (cls, *xywh)
+                            with open(f"{txt_path}.txt", "a") as f:
+                                f.write(("%g " * len(row)).rstrip() % tuple(float(v) for v in row) + "\n")
+                        if save_img or save_crop or view_img:
+                            label = "" if hide_labels else (class_name(names, c) if hide_conf
+                                                             else f"{class_name(names, c)} {conf:.2f}")
+                            annotator.box_label(xyxy, label, color=colors(c, True))
+                        if save_crop:
+                            save_one_box(xyxy, imc, file=save_dir / "crops" / class_name(names, c) / f"{p.stem}.jpg",
+                                         BGR=True)
+                LOGGER.info(f"{line}Done. ({t3 - t2:.3f}s)")
+
+                im0 = annotator.result()
+                if view_img:
+                    try:
+                        cv2.imshow(str(p), im0)
+                        shown = True
+                        quit_ = cv2.waitKey(1) == ord("q")  # 'q' in a window stops the run
+                    except cv2.error as e:
+                        LOGGER.warning(f"WARNING: cv2.imshow() failed ({e}); frames are no longer shown")
+                        view_img = False
+                if save_img:
+                    if dataset.mode == "image":
+                        if not cv2.imwrite(save_path, im0):
+                            LOGGER.warning(f"WARNING: could not write {save_path}")
+                    else:  # video or stream
+                        if vid_path[i] != save_path:  # a new video
+                            vid_path[i] = save_path
+                            if vid_writer[i] is not None:
+                                vid_writer[i].release()
+                            vid_writer[i], _ = _open_writer(save_path, vid_cap, im0)
+                        vid_writer[i].write(im0)
+            if quit_:
+                LOGGER.info("Stopped from the display window ('q')")
+                break
+    finally:  # a run that stops mid-video still leaves playable files
+        for w in vid_writer:
+            if w is not None:
+                w.release()
+        dataset.close() if isinstance(dataset, LoadStreams) else dataset.release()
+        if shown:
+            cv2.destroyAllWindows()
+
+    t = tuple(x / max(seen, 1) * 1e3 for x in dt)  # ms per image
+    LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}" % t)
+    if save_txt or save_img:
+        s = f"\n{len(list(save_dir.glob('labels/*.txt')))} labels saved to {save_dir / 'labels'}" if save_txt else ""
+        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{s}")
+    if update:
+        for w in weights if isinstance(weights, (list, tuple)) else [weights]:
+            if Path(w).suffix == ".pt":
+                strip_optimizer(w, allowed=safe_classes())  # removes optimizer state, halves the file
+    return save_dir
+
+
+def parse_opt() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model path(s)")
+    parser.add_argument("--source", type=str, default=ROOT / "data/images", help="file/dir/URL/glob, 0 for webcam")
+    parser.add_argument("--data", type=str, default=ROOT / "data/shapes.yaml",
+                        help="(optional) dataset.yaml path, for class names the model does not carry")
+    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="inference size h,w")
+    parser.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
+    parser.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
+    parser.add_argument("--max-det", type=int, default=1000, help="maximum detections per image")
+    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--view-img", action="store_true", help="show results")
+    parser.add_argument("--save-txt", action="store_true", help="save results to *.txt")
+    parser.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
+    parser.add_argument("--save-crop", action="store_true", help="save cropped prediction boxes")
+    parser.add_argument("--nosave", action="store_true", help="do not save images/videos")
+    parser.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
+    parser.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
+    parser.add_argument("--augment", action="store_true", help="augmented inference")
+    parser.add_argument("--visualize", action="store_true", help="visualize features")
+    parser.add_argument("--update", action="store_true", help="strip the optimizer from the weights file(s)")
+    parser.add_argument("--project", default=ROOT / "runs/detect", help="save results to project/name")
+    parser.add_argument("--name", default="exp", help="save results to project/name")
+    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    parser.add_argument("--line-thickness", default=3, type=int, help="bounding box thickness (pixels)")
+    parser.add_argument("--hide-labels", default=False, action="store_true", help="hide labels")
+    parser.add_argument("--hide-conf", default=False, action="store_true", help="hide confidences")
+    parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference")
+    parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
+    opt = parser.parse_args()
+    opt.imgsz *= 2 if len(opt.imgsz) == 1 else 1  # expand
+    print_args(FILE.stem, opt)
+    return opt
+
+
+def main(opt: argparse.Namespace) -> Path:
+    return run(**vars(opt))
+
+
+if __name__ == "__main__":
+    main(parse_opt())
