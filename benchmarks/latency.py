@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from export import export_onnx, export_torchscript, prepare_for_export  # noqa: E402
+from models.backends import export_metadata  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
 
@@ -56,7 +57,7 @@ def time_backends(model: Model, img: int, backends: list[str], warmup: int, runs
     with torch.no_grad():
         if "pytorch" in backends:
             out["pytorch"] = median_ms(lambda: model(x), warmup, runs)
-        meta = {"stride": str(int(model.stride.max())), "names": str(list(model.names))}
+        meta = export_metadata(int(model.stride.max()), list(model.names))
         em = prepare_for_export(deepcopy(model))
         em(x)  # dry run (fills Detect grids)
         if "torchscript" in backends:
@@ -80,14 +81,18 @@ def main() -> None:
     ap.add_argument("--cfgs", nargs="+", default=DEFAULT_CFGS)
     ap.add_argument("--img", nargs="+", type=int, default=[320, 640])
     ap.add_argument("--backends", nargs="+", default=["pytorch", "torchscript", "onnx"])
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--verbose", action="store_true", help="log model builds and exports")
     opt = ap.parse_args()
     torch.set_num_threads(opt.threads)
-    logging.getLogger("yolov5").setLevel(logging.WARNING)
+    logging.getLogger("yolov5").setLevel(logging.INFO if opt.verbose else logging.WARNING)
 
     rows = {}
+    warm = build(opt.cfgs[0])  # spin up thread pools and caches so the first config is not penalised
+    with torch.no_grad():
+        median_ms(lambda: warm(torch.zeros(1, 3, max(opt.img), max(opt.img))), 10, 1)
     with tempfile.TemporaryDirectory() as d:
         for cfg in opt.cfgs:
             model = build(cfg)
