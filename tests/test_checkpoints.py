@@ -118,3 +118,18 @@ def test_missing_and_non_checkpoint_files(tmp_path):
     g.write_bytes(b"not a zip file at all")
     with pytest.raises((RuntimeError, pickle.UnpicklingError, EOFError)):
         attempt_load(g)
+
+
+def test_v61_training_checkpoint_with_numpy_best_fitness_loads(tmp_path):
+    """v6.1's last.pt stores best_fitness as a numpy array (facts §6.1): it must load without opt-in."""
+    import numpy as np
+
+    from utils.checkpoint import load_checkpoint
+
+    f = tmp_path / "last.pt"
+    torch.save({"epoch": 3, "best_fitness": np.array([0.25]), "model": Model(MODELS / "yolov5n.yaml").half(),
+                "ema": None, "updates": 10, "optimizer": None, "wandb_id": None, "date": "x"}, f)
+    from models.experimental import safe_classes
+
+    ck = load_checkpoint(f, allowed=safe_classes())
+    assert float(ck["best_fitness"][0]) == 0.25

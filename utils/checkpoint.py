@@ -29,12 +29,10 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 def _numpy_globals() -> list:
     """numpy objects a pickled array (e.g. v6.1's ``best_fitness``) needs, under numpy 1.x and 2.x names."""
-    from numpy.core import multiarray  # noqa: F401  (numpy 2 keeps numpy.core as an alias)
-
-    rec = np.core.multiarray._reconstruct
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core; pickles name either
+    rec, scalar = core.multiarray._reconstruct, core.multiarray.scalar
     out = [(rec, "numpy.core.multiarray._reconstruct"), (rec, "numpy._core.multiarray._reconstruct"),
-           np.ndarray, np.dtype, (np.core.multiarray.scalar, "numpy.core.multiarray.scalar"),
-           (np.core.multiarray.scalar, "numpy._core.multiarray.scalar")]
+           np.ndarray, np.dtype, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
     out += [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)]
     return out
 

@@ -63,16 +63,8 @@ class FocalLoss(nn.Module):
         return _reduce(loss * alpha_factor * (1.0 - p_t) ** self.gamma, self.reduction)
 
 
-class QFocalLoss(nn.Module):
+class QFocalLoss(FocalLoss):
     """Quality focal loss (unused in v6.1 training): ``BCE · α_t · |y - σ(x)|^γ``, wrapped criterion's reduction."""
-
-    def __init__(self, loss_fcn: nn.BCEWithLogitsLoss, gamma: float = 1.5, alpha: float = 0.25):
-        super().__init__()
-        self.loss_fcn = loss_fcn
-        self.gamma = gamma
-        self.alpha = alpha
-        self.reduction = loss_fcn.reduction
-        self.loss_fcn.reduction = "none"
 
     def forward(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         loss = self.loss_fcn(pred, true)
