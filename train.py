@@ -37,6 +37,7 @@ ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 import val  # noqa: E402  (for end-of-epoch mAP)
 from models.attention import add_sparsity_grad  # noqa: E402
 from models.experimental import attempt_load, safe_classes  # noqa: E402
+from models.transfer import transfer_state_dict  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.autoanchor import check_anchors  # noqa: E402
 from utils.autobatch import check_train_batch_size  # noqa: E402
@@ -53,7 +54,7 @@ from utils.loss import ComputeLoss  # noqa: E402
 from utils.metrics import fitness, labels_to_class_weights, labels_to_image_weights  # noqa: E402
 from utils.plots import plot_labels  # noqa: E402
 from utils.torch_utils import (EarlyStopping, ModelEMA, build_optimizer, de_parallel, init_seeds,  # noqa: E402
-                               intersect_dicts, release_memory, select_device, torch_distributed_zero_first)
+                               release_memory, select_device, torch_distributed_zero_first)
 
 LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))  # https://pytorch.org/docs/stable/elastic/run.html
 RANK = int(os.getenv("RANK", -1))
@@ -62,14 +63,21 @@ DEFAULT_WEIGHTS = ROOT / "yolov5s.pt"
 
 
 def load_pretrained(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device):
-    """Build the model and transfer a checkpoint's weights by name and shape (facts §6.4)."""
+    """Build the model and transfer a checkpoint's weights by name and shape (facts §6.4).
+
+    Layers are paired by aligning the checkpoint's yaml with the new one (models/transfer.py), so a ``--cfg`` with
+    inserted, moved or removed layers still receives every shared layer; the log then says how many entries
+    changed index: ``Transferred 348/354 items from yolov5s.pt (24 remapped)``.
+    """
     ckpt = load_checkpoint(weights, map_location="cpu", allowed=safe_classes())
     src = ckpt["model"] if isinstance(ckpt, dict) else ckpt
     model = Model(cfg or src.yaml, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
     exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []
-    csd = intersect_dicts(src.float().state_dict(), model.state_dict(), exclude=exclude)
+    csd, remapped = transfer_state_dict(src.float().state_dict(), getattr(src, "yaml", None), model.state_dict(),
+                                        model.yaml, exclude=exclude)
     model.load_state_dict(csd, strict=False)
-    LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {weights}")
+    note = f" ({remapped} remapped)" if remapped else ""
+    LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {weights}{note}")
     return model, ckpt
 
 

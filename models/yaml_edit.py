@@ -1,0 +1,422 @@
+"""Edit model yamls by layer: insert, move or remove a layer with every ``from`` index renumbered.
+
+YOLOv5 layers refer to each other by index (``[[-1, 6], 1, Concat, [1]]``, ``[[17, 20, 23], 1, Detect, ...]``), so
+adding one attention layer by hand means renumbering every later absolute index. This tool does it, keeping the
+file's comments and layout, and renumbering the index comments (``# 17 (P3/8-small)``) too::
+
+    python models/yaml_edit.py insert --cfg models/yolov5s.yaml --after 23 --module SimAM --out yolov5s-SimAM23.yaml
+    python models/yaml_edit.py insert --cfg models/yolov5s.yaml --at 24 --module SEAttention --args 1024 16 --out se.yaml
+    python models/yaml_edit.py remove --cfg models/yolov5s-NAM.yaml --at 24 --out yolov5s-again.yaml
+    python models/yaml_edit.py move   --cfg models/yolov5s-NAM.yaml --at 24 --to 18 --out nam18.yaml
+
+Semantics (``p`` is the new layer's index; ``--after N`` is ``--at N+1``):
+
+* **insert** puts the row at index ``p``, reading ``source`` (default ``-1``, layer ``p-1``). With ``rewire`` (the
+  default) every later layer that read the source now reads the new layer: the new layer *wraps* its source, so an
+  attention layer inserted after layer 23 of yolov5s feeds Detect (``[17, 20, 24]``) and one inserted after layer 17
+  feeds both Detect and layer 18. Every absolute index ``>= p`` moves up by one; relative indices (``-1``, ``-2``) are
+  kept relative and still point at the same layer.
+* **remove** deletes layer ``p``; whatever read it now reads the removed layer's (single) input, and later indices
+  move down by one. ``remove`` after ``insert`` at the same index gives the original text back.
+* **move** is remove then insert at the target position (index in the final list) reading the layer before it; it is
+  meant for single-input layers such as attention modules.
+
+The new row joins the section (backbone or head) of the layer before it. Files must have one layer row per line (all
+official yamls do); other layouts raise a clear error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+from models.registry import ModelConfigError  # noqa: E402
+from utils.general import LOGGER  # noqa: E402
+
+SECTIONS = ("backbone", "head")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_INDEX_COMMENT = re.compile(r"^(#\s*)(\d+)(?!\d)")
+
+
+@dataclass
+class _Row:
+    """One layer row of the yaml text: where it sits and its parsed value."""
+
+    line: int  # line number in the text
+    start: int  # column where the row's '[' starts
+    end: int  # column after the row's closing ']'
+    section: str
+    value: list  # [from, number, module, args]
+
+
+def _code_and_comment(line: str) -> tuple[str, str]:
+    """Split a line into code and its ``#`` comment (a ``#`` inside quotes is code)."""
+    quote = None
+    for k, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return line[:k], line[k:]
+    return line, ""
+
+
+def _scan(lines: list[str], file: str) -> list[_Row]:
+    """Find every layer row of the backbone and head sections, one per line."""
+    rows: list[_Row] = []
+    section, depth = None, 0
+    for ln, line in enumerate(lines):
+        code, _ = _code_and_comment(line)
+        if depth == 0:
+            m = re.match(r"^(\w+)\s*:", code)
+            if m:
+                section = m.group(1) if m.group(1) in SECTIONS else None
+                code_start = m.end()
+            elif section is None or not code.strip():
+                continue
+            else:
+                code_start = 0
+        else:
+            code_start = 0
+        if section is None:
+            continue
+        k, row_start, found = code_start, None, 0
+        while k < len(code):
+            ch = code[k]
+            if ch in "'\"":
+                k = code.index(ch, k + 1) if ch in code[k + 1:] else len(code)
+            elif ch == "[":
+                depth += 1
+                if depth == 2:
+                    row_start = k
+            elif ch == "]":
+                depth -= 1
+                if depth == 1 and row_start is not None:
+                    found += 1
+                    if found > 1:
+                        raise ModelConfigError(f"{file}:{ln + 1}: more than one layer row on a line; "
+                                               "yaml_edit needs one row per line")
+                    text = code[row_start:k + 1]
+                    try:
+                        value = yaml.load(text, Loader=_LOADER)
+                    except yaml.YAMLError as e:
+                        raise ModelConfigError(f"{file}:{ln + 1}: cannot parse layer row {text!r}: {e}") from None
+                    if not (isinstance(value, list) and len(value) == 4):
+                        raise ModelConfigError(f"{file}:{ln + 1}: a layer row is [from, number, module, args], "
+                                               f"got {text!r}")
+                    rows.append(_Row(ln, row_start, k + 1, section, value))
+                    row_start = None
+                if depth < 0:
+                    raise ModelConfigError(f"{file}:{ln + 1}: unbalanced ']'")
+            k += 1
+        if depth >= 2:
+            raise ModelConfigError(f"{file}:{ln + 1}: a layer row continues on the next line; "
+                                   "yaml_edit needs one row per line")
+    return rows
+
+
+def _fmt(v) -> str:
+    """Format a yaml value in the one-line style of the official yamls (``[-1, 1, Conv, [64, 6, 2, 2]]``)."""
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
+    if v is None:
+        return "None"
+    if isinstance(v, str) and (v in ("None", "True", "False", "nc", "anchors") or re.fullmatch(r"[A-Za-z_][\w.]*", v)):
+        return v
+    if isinstance(v, str):
+        return repr(v)
+    return str(v)
+
+
+class _Doc:
+    """A yaml text with its layer rows located; edits keep every other character."""
+
+    def __init__(self, text: str, file: str = "yaml"):
+        self.file = file
+        self.lines = text.splitlines()
+        self.trailing_newline = text.endswith("\n")
+        self.rows = _scan(self.lines, file)
+        if not self.rows:
+            raise ModelConfigError(f"{file}: no backbone/head layer rows found")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + ("\n" if self.trailing_newline else "")
+
+    # ---------------------------------------------------------------- index bookkeeping
+    @staticmethod
+    def _abs(f: int, i: int) -> int:
+        return i + f if f < 0 else f
+
+    def _froms(self) -> list[list[tuple[int, bool]]]:
+        """Absolute sources of every row as (index, was_relative) pairs."""
+        out = []
+        for i, r in enumerate(self.rows):
+            f = r.value[0]
+            fl = f if isinstance(f, list) else [f]
+            out.append([(self._abs(x, i), x < 0) for x in fl])
+        return out
+
+    @staticmethod
+    def _rewrite(new_values: list[list], froms: list[list[tuple[int, bool]]]) -> None:
+        """Write ``froms`` (absolute) back into each row's value, relative where it was relative."""
+        for i, (value, src) in enumerate(zip(new_values, froms)):
+            fl = [a - i if rel else a for a, rel in src]
+            value[0] = fl if isinstance(value[0], list) else fl[0]
+
+    # ---------------------------------------------------------------- line editing
+    def _set_row(self, k: int, value: list, new_i: int, old_i: int | None) -> None:
+        r = self.rows[k]
+        line = self.lines[r.line]
+        code, comment = _code_and_comment(line)
+        old_text = code[r.start:r.end]
+        f_new = _fmt(value[0])
+        # replace only the 'from' field so the rest of the row keeps its spelling
+        m = re.match(r"\[\s*(\[[^\]]*\]|-?\d+)", old_text)
+        new_text = (old_text[:m.start(1)] + f_new + old_text[m.end(1):]) if m else _fmt(value)
+        if old_i is not None and old_i != new_i:
+            comment = _INDEX_COMMENT.sub(lambda mm: f"{mm.group(1)}{new_i}" if int(mm.group(2)) == old_i
+                                         else mm.group(0), comment)
+        new_code = code[:r.start] + new_text + code[r.end:]
+        self.lines[r.line] = new_code + comment
+        r.end = r.start + len(new_text)
+        r.value = value
+
+    def _split(self, r: _Row) -> tuple[str, str, str, str]:
+        """(prefix, row text, suffix, comment) of a row line; suffix is what follows the row in code."""
+        code, comment = _code_and_comment(self.lines[r.line])
+        return code[:r.start], code[r.start:r.end], code[r.end:], comment
+
+
+# -------------------------------------------------------------------------------------------- public API
+def _check_index(doc: _Doc, p: int, n: int, what: str) -> None:
+    if not 0 <= p < n:
+        raise ModelConfigError(f"{doc.file}: {what} {p} is out of range (layers 0..{n - 1})")
+
+
+def _remap_and_write(doc: _Doc, froms: list[list[tuple[int, bool]]], old_of_new: list[int | None]) -> None:
+    """Rewrite every surviving row's ``from`` field and index comment after a structural change."""
+    values = [list(r.value) for r in doc.rows]
+    doc._rewrite(values, froms)
+    for k, (v, old) in enumerate(zip(values, old_of_new)):
+        if old is not None:
+            doc._set_row(k, v, k, old)
+
+
+def insert(text: str, index: int, module: str, args: list | None = None, number: int = 1, source: int | list = -1,
+           rewire: bool = True, comment: str | None = None, file: str = "yaml") -> str:
+    """Insert a layer row so that it becomes layer ``index``; return the new yaml text.
+
+    Args:
+        text: the model yaml text.
+        index: the new layer's index (``0..len(layers)-1``; Detect, the last layer, cannot be preceded by nothing).
+        module: the registered module name, e.g. ``"SimAM"``.
+        args: the yaml arguments (``[]`` by default).
+        number: the repeat count.
+        source: the ``from`` of the new row, relative or absolute, in the *original* numbering for absolute indices.
+        rewire: let every later reader of ``source`` (a single index) read the new layer instead.
+        comment: the row's comment; default ``"# <index>"``.
+        file: name used in error messages.
+
+    Raises:
+        ModelConfigError: bad index or a text layout this tool cannot edit.
+    """
+    doc = _Doc(text, file)
+    n = len(doc.rows)
+    if not 1 <= index <= n - 1 and not (index == 0 and n):
+        raise ModelConfigError(f"{file}: insert index {index} is out of range (1..{n - 1}: the new layer needs a "
+                               f"layer before it and Detect must stay last)")
+    froms = doc._froms()
+    shift = lambda a: a + 1 if a >= index else a  # noqa: E731  old absolute -> new absolute
+    src_abs = [doc._abs(x, index) if x < 0 else x for x in (source if isinstance(source, list) else [source])]
+    if any(a >= index or a < -1 for a in src_abs):
+        raise ModelConfigError(f"{file}: source {source} must be an earlier layer than {index}")
+    wrapped = src_abs[0] if rewire and len(src_abs) == 1 else None  # -1 here: the image (index 0)
+    new_froms = []
+    for i, src in enumerate(froms):
+        new_froms.append([(index if (wrapped is not None and a == wrapped and i >= index) else shift(a), rel)
+                          for a, rel in src])
+    src_rel = isinstance(source, int) and source < 0 or isinstance(source, list) and all(x < 0 for x in source)
+    new_row_from = [(a, src_rel) for a in src_abs]
+    # text: the new line goes after row index-1 (same section), or before row 0
+    value = [source, number, module, list(args or [])]
+    value_fmt = [source if isinstance(source, int) else list(source), number, module, list(args or [])]
+    note = comment or f"# {index}"
+    if index > 0:
+        prev = doc.rows[index - 1]
+        prefix, row_text, suffix, cmt = doc._split(prev)
+        core = suffix.rstrip()
+        indent = " " * len(prefix)
+        doc.lines[prev.line] = prefix + row_text + "," + suffix[len(core):] + cmt
+        new_line = indent + _fmt(value_fmt) + core + "  " + note
+        at_line, section = prev.line + 1, prev.section
+    else:
+        first = doc.rows[0]
+        prefix, row_text, suffix, cmt = doc._split(first)
+        indent = " " * len(prefix)
+        doc.lines[first.line] = indent + row_text + suffix + cmt
+        new_line = prefix + _fmt(value_fmt) + ",  " + note
+        at_line, section = first.line, first.section
+    doc.lines.insert(at_line, new_line)
+    for r in doc.rows:
+        if r.line >= at_line:
+            r.line += 1
+    if index == 0:
+        doc.rows[0].start = len(" " * len(prefix))
+        doc.rows[0].end = doc.rows[0].start + len(row_text)
+    start = len(indent) if index > 0 else len(prefix)
+    new_row = _Row(at_line, start, start + len(_fmt(value_fmt)), section, value)
+    doc.rows.insert(index, new_row)
+    new_froms.insert(index, new_row_from)
+    old_of_new = list(range(index)) + [None] + list(range(index, n))
+    _remap_and_write(doc, new_froms, old_of_new)
+    return doc.text()
+
+
+def insert_after(text: str, after: int, module: str, args: list | None = None, **kwargs) -> str:
+    """:func:`insert` with the new layer right after layer ``after`` (index ``after + 1``)."""
+    return insert(text, after + 1, module, args, **kwargs)
+
+
+def remove(text: str, index: int, file: str = "yaml") -> str:
+    """Remove layer ``index``; its readers read its input instead. Returns the new yaml text.
+
+    Raises:
+        ModelConfigError: out of range, the last layer (Detect), or a multi-input layer that others read.
+    """
+    doc = _Doc(text, file)
+    n = len(doc.rows)
+    _check_index(doc, index, n - 1, "remove index")
+    froms = doc._froms()
+    own = froms[index]
+    readers = [i for i, src in enumerate(froms) if any(a == index for a, _ in src)]
+    if readers and len(own) != 1:
+        raise ModelConfigError(f"{file}: layer {index} ({doc.rows[index].value[2]}) has {len(own)} inputs and is "
+                               f"read by layer(s) {readers}; remove only single-input layers that others read")
+    target = own[0][0] if own else -1
+    if index == 0 and any(i != 1 for i in readers):  # only the next layer can read the image instead
+        raise ModelConfigError(f"{file}: layer 0 is read by layer(s) {readers}; it cannot be removed")
+    shift = lambda a: a - 1 if a > index else a  # noqa: E731
+    new_froms = [[(shift(target) if a == index else shift(a), rel) for a, rel in src]
+                 for i, src in enumerate(froms) if i != index]
+    r = doc.rows[index]
+    prefix, _, suffix, _ = doc._split(r)
+    same = [k for k, x in enumerate(doc.rows) if x.section == r.section]
+    if len(same) == 1:
+        raise ModelConfigError(f"{file}: layer {index} is the only row of '{r.section}'")
+    if prefix.strip() and index + 1 < n and doc.rows[index + 1].section == r.section:  # first row: next inherits '['
+        nxt = doc.rows[index + 1]
+        p2, t2, s2, c2 = doc._split(nxt)
+        doc.lines[nxt.line] = prefix + t2 + s2 + c2
+        nxt.start, nxt.end = len(prefix), len(prefix) + len(t2)
+    if suffix.strip(" ,") and index > 0 and doc.rows[index - 1].section == r.section:  # last row: prev gets ']'
+        prv = doc.rows[index - 1]
+        p0, t0, s0, c0 = doc._split(prv)
+        doc.lines[prv.line] = p0 + t0 + suffix.rstrip() + s0[len(s0.rstrip()):] + c0
+    del doc.lines[r.line]
+    for x in doc.rows:
+        if x.line > r.line:
+            x.line -= 1
+    del doc.rows[index]
+    old_of_new = [i for i in range(n) if i != index]
+    _remap_and_write(doc, new_froms, old_of_new)
+    return doc.text()
+
+
+def move(text: str, index: int, to: int, file: str = "yaml") -> str:
+    """Move the single-input layer ``index`` to position ``to`` (its index afterwards), wrapping the layer before it."""
+    doc = _Doc(text, file)
+    n = len(doc.rows)
+    _check_index(doc, index, n - 1, "move index")
+    _check_index(doc, to, n - 1, "move target")
+    f, number, module, args = doc.rows[index].value
+    if isinstance(f, list):
+        raise ModelConfigError(f"{file}: layer {index} ({module}) has several inputs; only single-input layers move")
+    args = list(args)
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and _is_attention(module):
+        LOGGER.info(f"move: dropping {module}'s nominal channel argument {args[0]} (the new input decides)")
+        args = args[1:]
+    _, _, _, cmt = doc._split(doc.rows[index])
+    cmt = _INDEX_COMMENT.sub(lambda m: f"{m.group(1)}{to}", cmt) or None
+    return insert(remove(text, index, file), to, module, args, number=number, comment=cmt, file=file)
+
+
+def _is_attention(module: str) -> bool:
+    """Whether ``module`` is registered as an attention layer (whose first int argument is a nominal channel count)."""
+    import models.attention  # noqa: F401  (registers the attention modules)
+    from models.registry import resolve
+
+    try:
+        return resolve(module).kind == "attention"
+    except KeyError:
+        return False
+
+
+def layer_rows(text: str, file: str = "yaml") -> list[list]:
+    """The ``[from, number, module, args]`` rows of a yaml text, backbone then head."""
+    return [r.value for r in _Doc(text, file).rows]
+
+
+# -------------------------------------------------------------------------------------------- CLI
+def parse_opt(known: bool = False) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="insert / move / remove model yaml layers with re-indexing")
+    parser.add_argument("action", choices=["insert", "move", "remove"])
+    parser.add_argument("--cfg", required=True, help="model yaml to edit")
+    parser.add_argument("--at", type=int, help="insert: the new layer's index; move/remove: the layer's index")
+    parser.add_argument("--after", type=int, help="insert: put the new layer right after this layer (= --at N+1)")
+    parser.add_argument("--to", type=int, help="move: the layer's index afterwards")
+    parser.add_argument("--module", help="insert: registered module name, e.g. SimAM")
+    parser.add_argument("--args", nargs="*", default=[], help="insert: yaml arguments, each parsed as yaml (1024 0.1)")
+    parser.add_argument("--number", type=int, default=1, help="insert: repeat count")
+    parser.add_argument("--no-rewire", action="store_true", help="insert: do not redirect the source's readers")
+    parser.add_argument("--out", help="output yaml (default: print to stdout)")
+    return parser.parse_known_args()[0] if known else parser.parse_args()
+
+
+def run(action: str, cfg: str, at: int | None = None, after: int | None = None, to: int | None = None,
+        module: str | None = None, args: list | None = None, number: int = 1, no_rewire: bool = False,
+        out: str | None = None) -> str:
+    """Apply one edit to ``cfg`` and write (or return) the result; the new yaml is checked by building it."""
+    text = Path(cfg).read_text()
+    args = [yaml.safe_load(str(a)) for a in (args or [])]
+    if action == "insert":
+        if module is None or (at is None) == (after is None):
+            raise SystemExit("insert needs --module and exactly one of --at / --after")
+        new = insert(text, at if at is not None else after + 1, module, args, number=number, rewire=not no_rewire,
+                     file=cfg)
+    elif action == "remove":
+        if at is None:
+            raise SystemExit("remove needs --at")
+        new = remove(text, at, file=cfg)
+    else:
+        if at is None or to is None:
+            raise SystemExit("move needs --at and --to")
+        new = move(text, at, to, file=cfg)
+    from models.yolo import Model  # build it: a yaml that does not build is not written
+
+    Model(yaml.safe_load(new))
+    if out:
+        Path(out).write_text(new)
+        LOGGER.info(f"{action}: wrote {out}")
+    else:
+        sys.stdout.write(new)
+    return new
+
+
+def main(opt: argparse.Namespace) -> None:
+    run(**vars(opt))
+
+
+if __name__ == "__main__":
+    main(parse_opt())
