@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
+from models.attention_vis import AttentionVisualizer  # noqa: E402
 from models.backends import DetectMultiBackend, parse_names  # noqa: E402
 from models.experimental import safe_classes  # noqa: E402
 from utils.boxes import scale_coords, xyxy2xywh  # noqa: E402
@@ -141,7 +142,10 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         hide_labels: bool = False,
         hide_conf: bool = False,
         half: bool = False,
-        dnn: bool = False) -> Path:
+        dnn: bool = False,
+        attention_maps: bool = False,
+        cam_layer: int | None = None,
+        cam_method: str = "eigen") -> Path:
     """Detect objects in ``source`` with ``weights`` and save the results under ``project/name`` (incremented).
 
     Args:
@@ -172,6 +176,10 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         hide_conf: draw labels without confidences.
         half: FP16 inference (CUDA only).
         dnn: OpenCV DNN for ONNX.
+        attention_maps: save a heatmap (and channel bar chart) per attention layer per image to
+            ``<save_dir>/attention/`` (``.pt`` weights only; other backends warn and go on).
+        cam_layer: yaml index of a layer whose class activation map is saved there too.
+        cam_method: ``eigen`` (EigenCAM) or ``grad`` (Grad-CAM of the top prediction).
 
     Returns:
         The results folder.
@@ -206,6 +214,10 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         dataset = LoadImages(source, img_size=imgsz, stride=stride, auto=pt)
     bs = len(dataset) if webcam else 1
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)  # created once model and source are ok
+    viz = None  # attention heatmaps / CAM (.pt only); a bad --cam-layer fails here, before any folder is made
+    if attention_maps or cam_layer is not None:
+        viz = AttentionVisualizer.from_backend(model, save_dir / "attention", layers=None if attention_maps else [],
+                                               cam_layer=cam_layer, cam_method=cam_method)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
     vid_path: list[str | None] = [None] * bs
     vid_writer: list[cv2.VideoWriter | None] = [None] * bs
@@ -226,6 +238,8 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
 
             stem = Path(path[0] if webcam else path).stem
             vis = increment_path(save_dir / stem, mkdir=True) if visualize else False
+            if viz is not None:
+                viz.reset()
             pred = model(im, augment=augment, visualize=vis)
             t3 = time_sync()
             dt[1] += t3 - t2
@@ -240,6 +254,8 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
                 else:
                     p, im0, frame, line = Path(path), im0s.copy(), getattr(dataset, "frame", 0), s
                 save_path = str(save_dir / p.name)
+                if viz is not None:  # before the boxes are drawn on im0
+                    viz.save(i, p.stem + ("" if dataset.mode == "image" else f"_{frame}"), im0, im)
                 txt_path = str(save_dir / "labels" / p.stem) + ("" if dataset.mode == "image" else f"_{frame}")
                 line += "%gx%g " % im.shape[2:]
                 gn = torch.tensor(im0.shape)[[1, 0, 1, 0]]  # whwh normalisation gain
@@ -296,6 +312,9 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         dataset.close() if isinstance(dataset, LoadStreams) else dataset.release()
         if shown:
             cv2.destroyAllWindows()
+        if viz is not None:
+            viz.close()
+            LOGGER.info(f"{len(viz.saved)} attention figure(s) saved to {viz.save_dir}")
 
     t = tuple(x / max(seen, 1) * 1e3 for x in dt)  # ms per image
     LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}" % t)
@@ -338,6 +357,9 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--hide-conf", default=False, action="store_true", help="hide confidences")
     parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference")
     parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
+    parser.add_argument("--attention-maps", action="store_true", help="save attention heatmaps to <exp>/attention")
+    parser.add_argument("--cam-layer", type=int, default=None, help="save a CAM of this layer index to <exp>/attention")
+    parser.add_argument("--cam-method", default="eigen", choices=["eigen", "grad"], help="CAM: EigenCAM or Grad-CAM")
     opt = parser.parse_args()
     opt.imgsz *= 2 if len(opt.imgsz) == 1 else 1  # expand
     print_args(FILE.stem, opt)

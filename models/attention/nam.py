@@ -59,7 +59,19 @@ class Channel_Att(nn.Module):  # noqa: N801 - the name existing checkpoints pick
         shift = (bn.bias - bn.running_mean * bn.weight * inv_std) * w  # (C,)
         self.register_buffer("fused_scale", scale.view(1, -1, 1, 1).clone())
         self.register_buffer("fused_shift", shift.view(1, -1, 1, 1).clone())
+        self.register_buffer("fused_weight", w.clone(), persistent=False)  # for channel_weights(); not saved
         del self.bn2
+
+    @torch.no_grad()
+    def channel_weights(self) -> torch.Tensor | None:
+        """The learnt channel importance ``|γ|/Σ|γ|`` (C,), summing to 1; None for a module fused by an older
+        version of this code (it kept no copy)."""
+        bn = getattr(self, "bn2", None)
+        if bn is not None:
+            g = bn.weight.detach().float().abs()
+            return g / g.sum()
+        w = getattr(self, "fused_weight", None)
+        return None if w is None else w.detach().float().clone()
 
     def branch_flops(self, inputs: tuple, output: torch.Tensor) -> int:
         """FLOPs outside ``bn2``: weighting, sigmoid, product (the folded affine once fused).
@@ -94,12 +106,16 @@ class Spatial_Att(nn.Module):  # noqa: N801 - named like its sibling Channel_Att
         nn.init.ones_(self.scale.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(x) * x
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The spatial gate ``sigmoid(w · (λ · x̂ + β))``, (B, 1, H, W) in x's dtype (``forward`` = gate · x)."""
         m = self.bn(x.mean(1, keepdim=True))  # (B, 1, H, W)
         lam = self.scale(x)  # (B, 1, H, W)
         a = lam.detach().to(torch.promote_types(lam.dtype, torch.float32)).abs()  # (B, 1, H, W), >= fp32
         w = a / (a.mean((2, 3), keepdim=True) + 1e-12)  # (B, 1, H, W), = H·W·|λ_p| / Σ_q |λ_q|
         y = w.to(m.dtype) * (lam.to(m.dtype) * m + self.bias.to(m.dtype))  # (B, 1, H, W)
-        return torch.sigmoid(y).to(x.dtype) * x
+        return torch.sigmoid(y).to(x.dtype)
 
     def scale_params(self) -> list[nn.Parameter]:
         """The parameters that produce λ (the conv predicting it); NAMAttention.sparsity_params returns them."""
@@ -163,6 +179,24 @@ class NAMAttention(nn.Module):
         out = self.Channel_Att(x)
         spatial = getattr(self, "Spatial_Att", None)  # absent in channel-only modules and old checkpoints
         return out if spatial is None else spatial(out)
+
+    @torch.no_grad()
+    def attention_map(self, inputs: tuple, output: torch.Tensor) -> dict:
+        """What this module weights, for ``utils.attention_maps`` (visualisation).
+
+        Returns:
+            ``"channel"``: the learnt channel importance ``|γ|/Σ|γ|`` (C,), summing to 1 (image-independent);
+            with the spatial branch also ``"spatial"``: its gate (B, H, W) for this input. Without it the
+            spatial map is left to the generic gain estimate (the |x|-weighted mean channel gate per position).
+        """
+        out: dict = {}
+        w = self.Channel_Att.channel_weights()
+        if w is not None:
+            out.update(channel=w, channel_label="channel weight |γ|/Σ|γ|")
+        spatial = getattr(self, "Spatial_Att", None)
+        if spatial is not None:
+            out.update(spatial=spatial.gate(self.Channel_Att(inputs[0]))[:, 0].float(), spatial_label="spatial gate")
+        return out
 
     def sparsity_params(self) -> list[nn.Parameter]:
         """Parameters the L1 sparsity penalty acts on: the channel BN γ, plus the λ conv if spatial."""

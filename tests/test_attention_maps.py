@@ -1,0 +1,260 @@
+"""Attention heatmaps and CAMs: utils/attention_maps.py, utils/cam.py, models/attention_vis.py, detect.py flags."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import detect
+from models.attention.nam import NAMAttention
+from models.attention_vis import AttentionVisualizer, attention_layers, visualize
+from models.yolo import Model
+from tests.conftest import ROOT
+from utils.attention_maps import LayerHooks, gain_maps, layer_maps, overlay_heatmap, unletterbox
+from utils.augmentations import letterbox
+from utils.cam import eigen_cam, grad_cam
+
+# yaml -> {attention layer index: (class name, channels, stride)} for the n-size configs
+ATTENTION = {
+    "yolov5n-NAM.yaml": {24: ("NAMAttention", 256, 32)},
+    "yolov5n-SimAM.yaml": {24: ("SimAM", 256, 32)},
+    "yolov5n-CoTA.yaml": {21: ("CoTAttention", 128, 16), 25: ("CoTAttention", 256, 32)},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread (2 shared cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, Model]:
+    torch.manual_seed(0)
+    return {f: Model(ROOT / "models" / f, nc=3).eval() for f in ATTENTION}
+
+
+class Mul(nn.Module):
+    """out = x · w with a fixed, known w."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w
+
+
+@pytest.mark.parametrize("cfg", sorted(ATTENTION))
+def test_hooks_give_maps_of_the_right_shape(models, cfg):
+    model = models[cfg]
+    found = attention_layers(model)
+    assert {i: type(m).__name__ for i, m in found} == {i: v[0] for i, v in ATTENTION[cfg].items()}
+    h, w = 64, 96  # rectangular: H and W must not be swapped
+    with LayerHooks(found) as hooks, torch.no_grad():
+        model(torch.rand(1, 3, h, w))
+        maps = {lm.index: lm for lm in hooks.maps()}
+    assert sorted(maps) == sorted(ATTENTION[cfg])
+    for i, (name, c, s) in ATTENTION[cfg].items():
+        lm = maps[i]
+        assert lm.name == name
+        assert lm.spatial.shape == (1, h // s, w // s)
+        assert torch.isfinite(lm.spatial).all() and torch.isfinite(lm.channel).all()
+        if name == "NAMAttention":  # learnt weights, image-independent
+            assert lm.channel.shape == (c,) and lm.channel.sum().item() == pytest.approx(1, abs=1e-5)
+            # channel-only NAM gates every element by a sigmoid: the gain is a weighted mean gate in (0, 1)
+            assert (lm.spatial > 0).all() and (lm.spatial < 1).all()
+        else:
+            assert lm.channel.shape == (1, c)
+        if name == "SimAM":  # out = x·sigmoid(y) with y >= 0.5: every gain lies in [sigmoid(0.5), 1)
+            lo = 1 / (1 + math.exp(-0.5))
+            assert (lm.spatial >= lo - 1e-5).all() and (lm.spatial < 1).all()
+            assert (lm.channel >= lo - 1e-5).all() and (lm.channel < 1).all()
+    hooks.close()
+    assert not any(m._forward_hooks for _, m in found)  # closed: hooks removed
+
+
+def test_generic_gain_recovers_multiplicative_weights():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 5, 7)  # signs mixed
+    ws = torch.rand(1, 1, 5, 7) + 0.1  # spatial attention: one weight per position
+    wc = torch.rand(1, 8, 1, 1) + 0.1  # channel attention: one weight per channel
+    g = gain_maps(x, x * ws)
+    assert g["spatial"].shape == (2, 5, 7)
+    torch.testing.assert_close(g["spatial"], ws[:, 0].expand(2, 5, 7), rtol=1e-5, atol=1e-6)
+    g = gain_maps(x, x * wc)
+    assert g["channel"].shape == (2, 8)
+    torch.testing.assert_close(g["channel"], wc.view(1, 8).expand(2, 8), rtol=1e-5, atol=1e-6)
+    # separable weights and |x| constant: each gain is that axis's weight times the other axis's mean weight
+    ones = torch.ones(1, 8, 5, 7)
+    g = gain_maps(ones, ones * ws * wc)
+    torch.testing.assert_close(g["spatial"][0], ws[0, 0] * wc.mean(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g["channel"][0], wc.view(8) * ws.mean(), rtol=1e-5, atol=1e-6)
+    assert gain_maps(x, x[:, :4, :2]) == {}  # channels and size both changed: nothing to say
+
+
+def test_hooked_layer_and_own_attention_map_override():
+    torch.manual_seed(0)
+    ws = torch.rand(1, 1, 4, 4) + 0.5
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), Mul(ws))
+    with LayerHooks([(1, net[1])]) as hooks:
+        net(torch.randn(1, 3, 4, 4))
+        net(torch.randn(1, 3, 4, 4) * 100)  # a second call: ignored until reset()
+        lm = hooks.maps()[0]
+        first_in = hooks.records[1].inputs[0].abs().max()
+    assert first_in < 50 and lm.index == 1 and lm.name == "Mul"
+    torch.testing.assert_close(lm.spatial[0], ws[0, 0], rtol=1e-5, atol=1e-6)
+
+    class Own(Mul):
+        def attention_map(self, inputs, output):
+            return {"spatial": self.w, "spatial_label": "w", "channel": None}
+
+    m = Own(ws)
+    lm = layer_maps(3, m, (torch.ones(1, 2, 4, 4),), m(torch.ones(1, 2, 4, 4)))
+    assert lm.spatial.shape == (1, 4, 4) and lm.spatial_label == "w" and lm.channel is None
+
+
+def test_nam_channel_weights_are_normalised_gamma_fused_or_not():
+    torch.manual_seed(0)
+    m = NAMAttention(16).eval()
+    keys = set(m.state_dict())
+    m.Channel_Att.bn2.weight.data = torch.randn(16)  # mixed signs
+    m.Channel_Att.bn2.running_var.data = torch.rand(16) + 0.5
+    gamma = m.Channel_Att.bn2.weight.detach().clone()
+    x = torch.randn(2, 16, 6, 6)
+    w = m.attention_map((x,), m(x))["channel"]
+    assert w.sum().item() == pytest.approx(1, abs=1e-6)
+    torch.testing.assert_close(w, gamma.abs() / gamma.abs().sum())
+    m.fuse_layers()
+    assert set(m.state_dict()) == keys - {f"Channel_Att.bn2.{k}" for k in
+                                          ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")} \
+        | {"Channel_Att.fused_scale", "Channel_Att.fused_shift"}  # the kept copy is not saved
+    torch.testing.assert_close(m.attention_map((x,), m(x))["channel"], gamma.abs() / gamma.abs().sum())
+
+
+def test_nam_spatial_branch_reports_its_gate():
+    torch.manual_seed(0)
+    m = NAMAttention(8, no_spatial=False).eval()
+    nn.init.normal_(m.Spatial_Att.scale.weight, std=0.5)
+    x = torch.randn(1, 8, 5, 6)
+    with torch.no_grad():
+        out = m(x)
+        lm = layer_maps(0, m, (x,), out)
+        torch.testing.assert_close(out, lm.spatial[:, None] * m.Channel_Att(x))  # out = gate · channel branch
+    assert lm.spatial_label == "spatial gate" and lm.spatial.std() > 1e-3
+
+
+def test_eigen_cam_recovers_the_first_principal_component():
+    c, h, w = 8, 6, 10
+    u1 = torch.zeros(h, w)
+    u1[1:4, 2:6] = torch.tensor([1.0, 2.0, 3.0, 4.0])  # a structured bump
+    u2 = torch.zeros(h, w)
+    u2[4:, 6:] = 1.0  # disjoint support: orthogonal to u1
+    v1 = torch.ones(c) / c ** 0.5
+    v2 = torch.tensor([1.0, -1.0] * (c // 2)) / c ** 0.5  # orthogonal to v1
+    a = 3 * u1[None] * v1[:, None, None] + u2[None] * v2[:, None, None]  # (C, H, W), first PC = u1
+    cam = eigen_cam(a)
+    torch.testing.assert_close(cam, u1 / u1.max(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eigen_cam(a[None]), cam)  # (1, C, H, W) too
+    # sign: the map follows the mean activation, so a negated activation is an empty map, not the same bump
+    assert eigen_cam(-a).abs().max() == 0
+    with pytest.raises(ValueError, match="one image"):
+        eigen_cam(torch.rand(2, c, h, w))
+
+
+def test_grad_cam_weights_channels_by_mean_gradient():
+    a = torch.zeros(2, 3, 3)
+    a[0, 0, 0], a[1, 2, 2], a[1, 1, 1] = 2.0, 1.0, 4.0
+    g = torch.stack([torch.full((3, 3), 0.5), torch.full((3, 3), -0.25)])  # alpha = (0.5, -0.25)
+    cam = grad_cam(a, g)
+    expected = torch.zeros(3, 3)
+    expected[0, 0] = 1.0  # 0.5·2 = 1 is the maximum; (1,1) = -1 and (2,2) = -0.25 are cut by ReLU
+    torch.testing.assert_close(cam, expected)
+
+
+def test_unletterbox_aligns_map_with_original_image():
+    h0, w0 = 50, 80
+    yy, xx = np.mgrid[0:h0, 0:w0].astype(np.float32)
+    im0 = np.stack([yy * 5, xx * 3, np.zeros_like(xx)], -1).astype(np.uint8)  # vertical / horizontal ramps
+    im, _, (dw, dh) = letterbox(im0, 64, auto=False)
+    assert dh > 0 and dw == 0  # padded top and bottom
+    for ch, ramp in ((0, yy * 5), (1, xx * 3)):
+        back = unletterbox(im[..., ch].astype(np.float32), im.shape[:2], (h0, w0))
+        assert back.shape == (h0, w0)
+        assert np.abs(back - ramp)[2:-2, 2:-2].mean() < 3  # no padding (114) and no shift leaks in
+
+
+def test_overlay_is_red_where_hot_blue_where_cold():
+    im0 = np.full((10, 20, 3), 128, np.uint8)
+    heat = np.zeros((10, 20), np.float32)
+    heat[:, 10:] = 1
+    out = overlay_heatmap(im0, heat)
+    assert out.shape == im0.shape
+    b, r = out[..., 0].astype(int), out[..., 2].astype(int)
+    assert (r[:, 10:] > b[:, 10:] + 30).all() and (b[:, :10] > r[:, :10] + 30).all()
+
+
+def test_visualize_writes_figures_and_grad_cam_restores_model(models, tmp_path):
+    model = models["yolov5n-CoTA.yaml"]
+    img = tmp_path / "scene.jpg"
+    cv2.imwrite(str(img), (np.random.default_rng(0).random((48, 72, 3)) * 255).astype(np.uint8))
+    grads = [p.requires_grad for p in model.parameters()]
+    files = visualize(model, img, tmp_path / "out", cam_layer=17, cam_method="grad", imgsz=64)
+    names = sorted(f.name for f in files)
+    assert names == ["scene_layer17_C3_GradCAM.png", "scene_layer21_CoTAttention.png",
+                     "scene_layer21_CoTAttention_channels.png", "scene_layer25_CoTAttention.png",
+                     "scene_layer25_CoTAttention_channels.png"]
+    assert all(cv2.imread(str(f)) is not None for f in files)
+    assert [p.requires_grad for p in model.parameters()] == grads and all(p.grad is None for p in model.parameters())
+    assert model.model[-1].inplace is True and not model.training
+    # the CAM itself: a (H, W) map in [0, 1] at the layer's resolution, with some signal
+    viz = AttentionVisualizer(model, tmp_path, layers=[], cam_layer=17, cam_method="grad")
+    cam, note, box = viz.cam(0, torch.rand(1, 3, 64, 64))
+    viz.close()
+    assert cam.shape == (8, 8) and 0 <= cam.min() and cam.max() == 1 and note.startswith("(top prediction: class ")
+    assert box.shape == (4,) and box[2] > box[0] and box[3] > box[1]
+
+
+def test_bad_layers_and_non_pytorch_backends(models, tmp_path, yolo_log):
+    model = models["yolov5n-NAM.yaml"]
+    with pytest.raises(ValueError, match=r"choose 0\.\.24"):
+        AttentionVisualizer(model, tmp_path, cam_layer=25)  # the Detect head
+    with pytest.raises(ValueError, match="cam_method"):
+        AttentionVisualizer(model, tmp_path, cam_method="score")
+    assert AttentionVisualizer.from_backend(SimpleNamespace(pt=False, format="onnx"), tmp_path) is None
+    assert any("need PyTorch .pt weights" in x and "onnx" in x for x in yolo_log)
+
+
+def test_detect_attention_maps_and_cam_layer(tmp_path, yolo_log):
+    torch.manual_seed(0)
+    model = Model(ROOT / "models" / "yolov5n-NAM.yaml", nc=3)
+    model.names = ["a", "b", "c"]
+    w = tmp_path / "nam.pt"
+    torch.save({"epoch": -1, "best_fitness": None, "model": model.half(), "ema": None, "updates": None,
+                "optimizer": None, "wandb_id": None, "date": datetime.datetime.now().isoformat()}, w)
+    img = tmp_path / "tiny.jpg"
+    cv2.imwrite(str(img), (np.random.default_rng(1).random((40, 64, 3)) * 255).astype(np.uint8))
+    d = detect.run(weights=w, source=img, imgsz=64, device="cpu", project=tmp_path, name="exp", max_det=5,
+                   attention_maps=True, cam_layer=23)
+    att = d / "attention"
+    assert sorted(p.name for p in att.iterdir()) == ["tiny_layer23_C3_EigenCAM.png", "tiny_layer24_NAMAttention.png",
+                                                      "tiny_layer24_NAMAttention_channels.png"]
+    assert all(cv2.imread(str(p)) is not None for p in att.iterdir())
+    assert (d / "tiny.jpg").is_file()  # detection output unchanged
+    assert f"3 attention figure(s) saved to {att}" in yolo_log
+    d2 = detect.run(weights=w, source=img, imgsz=64, device="cpu", project=tmp_path, name="exp", cam_layer=2)
+    assert [p.name for p in (d2 / "attention").iterdir()] == ["tiny_layer2_C3_EigenCAM.png"]  # CAM only
+    with pytest.raises(ValueError, match="Detect head"):
+        detect.run(weights=w, source=img, imgsz=64, device="cpu", project=tmp_path, name="bad", cam_layer=99)
+    assert not (Path(tmp_path) / "bad").exists()
