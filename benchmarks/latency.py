@@ -4,7 +4,9 @@
     python benchmarks/latency.py --cfgs yolov5n yolov5n-CotLayer --img 320 --backends pytorch onnx
 
 Models are built from their yamls with random weights, fused (as attempt_load deploys them) and timed at batch 1
-on a zero image: the median of ``--runs`` forwards after ``--warmup``. Overhead of ``<base>-<Attention>`` is
+on a zero image: the median of ``--runs`` forwards after ``--warmup``; with ``--rounds R`` every (config, size,
+backend) is timed R times in interleaved order and the median of the R medians is reported, so that slow drift
+of the machine's speed does not land on one config. Overhead of ``<base>-<Attention>`` is
 relative to ``<base>`` with the same backend and size. Timing belongs here, never in pass/fail tests.
 """
 
@@ -15,9 +17,9 @@ import logging
 import statistics
 import sys
 import tempfile
-import time
 from copy import deepcopy
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -29,21 +31,10 @@ from export import export_onnx, export_torchscript, prepare_for_export  # noqa: 
 from models.backends import export_metadata  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
+from utils.profiling import median_ms  # noqa: E402
 
 DEFAULT_CFGS = ["yolov5n", "yolov5n-NAM", "yolov5n-SimAM", "yolov5n-CoTA",
                 "yolov5s", "yolov5s-NAM", "yolov5s-SimAM", "yolov5s-CoTA"]
-
-
-def median_ms(fn, warmup: int, runs: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    t = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        t.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(t)
 
 
 def build(cfg: str) -> Model:
@@ -51,28 +42,29 @@ def build(cfg: str) -> Model:
     return Model(f).eval().fuse()
 
 
-def time_backends(model: Model, img: int, backends: list[str], warmup: int, runs: int, tmp: Path, tag: str) -> dict:
+def prepare_backends(model: Model, img: int, backends: list[str], tmp: Path, tag: str) -> dict[str, Callable]:
+    """One zero-argument callable per backend that runs a batch-1 forward of ``model`` at ``img``."""
     x = torch.zeros(1, 3, img, img)
-    out = {}
+    out: dict[str, Callable] = {}
+    if "pytorch" in backends:
+        out["pytorch"] = lambda: model(x)
+    meta = export_metadata(int(model.stride.max()), list(model.names))
+    em = prepare_for_export(deepcopy(model))
     with torch.no_grad():
-        if "pytorch" in backends:
-            out["pytorch"] = median_ms(lambda: model(x), warmup, runs)
-        meta = export_metadata(int(model.stride.max()), list(model.names))
-        em = prepare_for_export(deepcopy(model))
         em(x)  # dry run (fills Detect grids)
-        if "torchscript" in backends:
-            f = export_torchscript(em, x, tmp / f"{tag}_{img}", meta)
-            if f is not None:
-                ts = torch.jit.load(str(f))
-                out["torchscript"] = median_ms(lambda: ts(x), warmup, runs)
-        if "onnx" in backends:
-            import onnxruntime as ort
+    if "torchscript" in backends:
+        f = export_torchscript(em, x, tmp / f"{tag}_{img}", meta)
+        if f is not None:
+            ts = torch.jit.load(str(f))
+            out["torchscript"] = lambda: ts(x)
+    if "onnx" in backends:
+        import onnxruntime as ort
 
-            f = export_onnx(em, x, tmp / f"{tag}_{img}", meta)
-            if f is not None:
-                sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
-                name, xn = sess.get_inputs()[0].name, x.numpy()
-                out["onnx"] = median_ms(lambda: sess.run(None, {name: xn}), warmup, runs)
+        f = export_onnx(em, x, tmp / f"{tag}_{img}", meta)
+        if f is not None:
+            sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+            name, xn = sess.get_inputs()[0].name, x.numpy()
+            out["onnx"] = lambda: sess.run(None, {name: xn})
     return out
 
 
@@ -82,26 +74,37 @@ def main() -> None:
     ap.add_argument("--img", nargs="+", type=int, default=[320, 640])
     ap.add_argument("--backends", nargs="+", default=["pytorch", "torchscript", "onnx"])
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=30, help="timed forwards per round (median)")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds over all configs (median of rounds)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--verbose", action="store_true", help="log model builds and exports")
     opt = ap.parse_args()
     torch.set_num_threads(opt.threads)
     logging.getLogger("yolov5").setLevel(logging.INFO if opt.verbose else logging.WARNING)
 
-    rows = {}
-    warm = build(opt.cfgs[0])  # spin up thread pools and caches so the first config is not penalised
-    with torch.no_grad():
-        median_ms(lambda: warm(torch.zeros(1, 3, max(opt.img), max(opt.img))), 10, 1)
+    rows, calls = {}, {}
     with tempfile.TemporaryDirectory() as d:
         for cfg in opt.cfgs:
             model = build(cfg)
             params = sum(p.numel() for p in model.parameters())
             for img in opt.img:
-                ms = time_backends(model, img, opt.backends, opt.warmup, opt.runs, Path(d), Path(cfg).stem)
-                rows[(cfg, img)] = (params, model_gflops(model, img), ms)
+                rows[(cfg, img)] = (params, model_gflops(model, img), {})
+                for b, fn in prepare_backends(model, img, opt.backends, Path(d), Path(cfg).stem).items():
+                    calls[(cfg, img, b)] = fn
+        with torch.no_grad():
+            for fn in calls.values():  # spin up thread pools and caches so the first config is not penalised
+                median_ms(fn, opt.warmup, 1)
+            # Rounds interleave every (config, size, backend): drift in machine speed hits base and variant alike.
+            samples: dict[tuple, list[float]] = {k: [] for k in calls}
+            for r in range(opt.rounds):
+                keys = list(calls) if r % 2 == 0 else list(reversed(calls))
+                for k in keys:
+                    samples[k].append(median_ms(calls[k], 2, opt.runs))
+        for (cfg, img, b), v in samples.items():
+            rows[(cfg, img)][2][b] = statistics.median(v)
 
-    print(f"\nLatency, batch 1, CPU x{opt.threads} threads, median of {opt.runs} after {opt.warmup} warm-up "
+    print(f"\nLatency, batch 1, CPU x{opt.threads} threads, median of {opt.runs} after {opt.warmup} warm-up, "
+          f"median over {opt.rounds} interleaved round(s) "
           f"(fused models; ms). Overhead vs the config without its attention suffix, same backend and size.\n")
     head = " | ".join(f"{b} ms" for b in opt.backends) + " | " + " | ".join(f"{b} +%" for b in opt.backends)
     print(f"| model | img | params | GFLOPs | {head} |")

@@ -1,0 +1,371 @@
+"""Ablate attention modules: train a base model and one variant per module, same hyp and seeds; tabulate and plot.
+
+Usage:
+    $ python ablate.py --base models/yolov5n.yaml --modules NAMAttention SimAM CoTAttention --at 23 \\
+          --data ../shared/data/bccd/bccd.yaml --epochs 3 --img 320 --seeds 0 1 --device cpu --workers 2 --name bccd_e3
+
+``--at N`` inserts each module right *after* layer N (``models/yaml_edit.insert_after``): the attention layer
+reads layer N's output and feeds every layer that read N (``--at 23`` on yolov5n/s puts it between the last C3 and
+Detect, as in ``models/yolov5s-NAM.yaml``). Several ``--at`` values insert one copy after each of those layers.
+
+Everything goes to ``<project>/<name>`` (default ``runs/ablate/exp``): ``cfgs/<variant>.yaml`` (``baseline`` is the
+base yaml), ``runs/<variant>_s<seed>/`` (one ``train.py`` run each, in a subprocess), ``logs/<variant>_s<seed>.log``,
+``ablation.json`` (state), ``ablation.md``, ``ablation.csv`` and ``ablation.png``. Rerunning the same command
+resumes: finished runs are skipped, an interrupted run continues from its ``last.pt`` (``train.py --resume``), a
+run without one starts again, failed runs are retried; the training settings must match the first invocation.
+
+Metrics are those of each run's best epoch in its ``results.csv`` (max 0.1·mAP@.5 + 0.9·mAP@.5:.95: the epoch
+``best.pt`` was saved at). Params and GFLOPs (at ``--img``) are those of the model as trained (train.py's summary
+line); CPU latency (median of ``--lat-runs`` batch-1 forwards after ``--lat-warmup``, ``--threads`` torch threads,
+eval) is that of the *fused* model, as deployed and as in ``benchmarks/latency.py``. Latency is measured once per
+variant before training and cached; ``--remeasure`` re-times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from copy import deepcopy
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[0]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+from models.experimental import safe_classes  # noqa: E402
+from models.yaml_edit import insert_after  # noqa: E402
+from models.yolo import Model  # noqa: E402
+from utils.ablation import (BASELINE, best_epoch_metrics, load_state, markdown_table, plot_map_vs_latency,  # noqa: E402
+                            run_key, save_state, settings_diff, summarize, write_csv, write_markdown)
+from utils.checkpoint import load_checkpoint  # noqa: E402
+from utils.flops import model_gflops  # noqa: E402
+from utils.general import LOGGER, colorstr, make_divisible, print_args  # noqa: E402
+from utils.profiling import cpu_latency_ms  # noqa: E402
+
+
+@contextmanager
+def quiet(level: int = logging.WARNING):
+    """Silence the project logger's INFO lines (model layer tables) inside the block."""
+    old = LOGGER.level
+    LOGGER.setLevel(max(level, old))
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(old)
+
+
+# --------------------------------------------------------------------------------------------------- variants
+def layer_channels(cfg: str | Path | dict, indices: list[int]) -> dict[int, int]:
+    """Output channels of the given layers of a model yaml (one forward of a zero image, hooks on those layers)."""
+    d = deepcopy(cfg) if isinstance(cfg, dict) else yaml.safe_load(Path(cfg).read_text())
+    n = len((d.get("backbone") or []) + (d.get("head") or []))
+    bad = [i for i in indices if not 0 <= i < n - 1]
+    if bad:
+        raise ValueError(f"--at {bad}: layer index out of range; a module can follow layers 0..{n - 2} "
+                         f"(layer {n - 1} is Detect)")
+    with quiet():
+        model = Model(d).eval()
+    out: dict[int, int] = {}
+    hooks = [model.model[i].register_forward_hook(lambda m, a, y, i=i: out.__setitem__(i, int(y.shape[1])))
+             for i in indices]
+    s = max(int(model.stride.max()), 32) * 2
+    with torch.no_grad():
+        model(torch.zeros(1, model.yaml.get("ch", 3), s, s))
+    for h in hooks:
+        h.remove()
+    return out
+
+
+def variant_yaml(base_text: str, module: str, at: list[int], channels: dict[int, int], gw: float) -> str:
+    """``base_text`` with ``module`` inserted after each layer in ``at`` (highest first, so indices stay valid).
+
+    The argument is the nominal (width 1.0) channel count of the input, like the ready-made yamls (``[1024]``);
+    when no nominal count scales back exactly, ``[]`` lets the module take the real input channels.
+    """
+    text = base_text
+    for n in sorted(set(at), reverse=True):
+        c = channels[n]
+        nominal = int(round(c / gw)) if gw else c
+        args = [nominal] if make_divisible(nominal * gw, 8) == c else []
+        text = insert_after(text, n, module, args, comment=f"# {n + 1} {module} (ablate.py: after layer {n})")
+    return text
+
+
+def write_cfgs(base: Path, modules: list[str], at: list[int], cfg_dir: Path) -> dict[str, Path]:
+    """Write ``baseline.yaml`` (the base text) and one ``<module>.yaml`` per module; return ``{variant: path}``.
+
+    A cfg that already exists (a resumed ablation) must describe the same model: its runs were trained with it.
+    """
+    text = base.read_text()
+    d = yaml.safe_load(text)
+    channels = layer_channels(d, sorted(set(at)))
+    texts = {BASELINE: text}
+    for m in modules:
+        texts[m] = variant_yaml(text, m, at, channels, float(d.get("width_multiple", 1.0)))
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, t in texts.items():
+        f = cfg_dir / f"{name}.yaml"
+        if f.exists() and yaml.safe_load(f.read_text()) != yaml.safe_load(t):
+            raise SystemExit(f"{f} exists and describes a different model than --base {base} --at {at} gives now; "
+                             f"its runs were trained with the old one. Use another --name or delete {cfg_dir.parent}.")
+        if not f.exists():
+            f.write_text(t)
+        paths[name] = f
+    return paths
+
+
+def measure(cfg: Path, img: int, nc: int | None, warmup: int, runs: int, threads: int) -> dict:
+    """Params and GFLOPs at ``img`` of the model built from ``cfg`` as trained, CPU latency (ms) of it fused.
+
+    Params are counted before fusing because fusing turns some modules' trained weights into buffers (NAM's BN
+    scale and shift), which would hide what a module adds; latency is that of the fused model, as deployed.
+    """
+    with quiet():
+        model = Model(cfg, nc=nc).eval()
+        params, gflops = sum(p.numel() for p in model.parameters()), model_gflops(model, img)
+        model.fuse()
+    return {"params": params, "gflops": gflops, "latency_ms": cpu_latency_ms(model, img, warmup, runs, threads),
+            "latency_at": {"img": img, "threads": threads, "warmup": warmup, "runs": runs}}
+
+
+# --------------------------------------------------------------------------------------------------- training
+def train_subprocess(cmd: list[str], log: Path) -> int:
+    """Run ``cmd`` from the repo root with stdout+stderr appended to ``log``; return its exit code.
+
+    The child shares this process group, so killing the group stops both; if this process is interrupted
+    (Ctrl-C, SIGTERM) the child is stopped too before the exception goes on.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"\n==== {datetime.now().isoformat(timespec='seconds')}  {shlex.join(cmd)}\n")
+        f.flush()
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            return p.wait()
+        except BaseException:
+            p.terminate()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            raise
+
+
+def checkpoint_epoch(f: Path) -> int | None:
+    """The ``epoch`` stored in a train.py checkpoint (-1 once training finished), or None if it cannot be read."""
+    try:
+        return int(load_checkpoint(f, map_location="cpu", allowed=safe_classes()).get("epoch", -1))
+    except Exception as e:  # unreadable: the run starts again
+        LOGGER.warning(f"WARNING: cannot read {f} ({type(e).__name__}: {e}); the run starts again")
+        return None
+
+
+def train_args(opt: argparse.Namespace, cfg: Path, seed: int, project: Path, name: str) -> list[str]:
+    """The ``train.py`` command line of one fresh run."""
+    cmd = [sys.executable, str(ROOT / "train.py"), "--cfg", str(cfg), "--weights", opt.weights or "", "--data",
+           str(opt.data), "--hyp", str(opt.hyp), "--epochs", str(opt.epochs), "--img", str(opt.imgsz),
+           "--batch-size", str(opt.batch_size), "--workers", str(opt.workers), "--seed", str(seed),
+           "--project", str(project), "--name", name, "--exist-ok"]
+    if opt.device != "":
+        cmd += ["--device", str(opt.device)]
+    return cmd + shlex.split(opt.train_args or "")
+
+
+def train_run(opt: argparse.Namespace, variant: str, cfg: Path, seed: int, save_dir: Path) -> dict:
+    """Train (or resume, or just collect) one run; return its state record."""
+    key = run_key(variant, seed)
+    run_dir, log = save_dir / "runs" / key, save_dir / "logs" / f"{key}.log"
+    last = run_dir / "weights" / "last.pt"
+    epoch = checkpoint_epoch(last) if last.exists() else None
+    rec = {"variant": variant, "seed": seed, "dir": str(run_dir), "log": str(log), "started": time.time()}
+    if epoch == -1 and best_epoch_metrics(run_dir / "results.csv"):
+        LOGGER.info(f"{key}: training had finished before the interruption ({last}); not retrained")
+        rc, rec["mode"] = 0, "collected"
+    elif epoch is not None and epoch >= 0:
+        LOGGER.info(f"{key}: resuming from {last} (epoch {epoch} done); log {log}")
+        rc = train_subprocess([sys.executable, str(ROOT / "train.py"), "--resume", str(last)], log)
+        rec["mode"] = "resumed"
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # no usable checkpoint: start clean (no stale results.csv rows)
+        LOGGER.info(f"{key}: training {cfg.name}, seed {seed}; log {log}")
+        rc = train_subprocess(train_args(opt, cfg, seed, save_dir / "runs", key), log)
+        rec["mode"] = "trained"
+    rec["seconds"] = round(time.time() - rec.pop("started"), 1)
+    metrics = best_epoch_metrics(run_dir / "results.csv") if rc == 0 else None
+    if rc == 0 and metrics:
+        rec.update(status="done", metrics=metrics)
+        LOGGER.info(f"{key}: done, best epoch {metrics['epoch']}: mAP@.5 {metrics['mAP50']:.4f}, "
+                    f"mAP@.5:.95 {metrics['mAP50_95']:.4f} ({rec['seconds']:.0f} s)")
+    else:
+        why = f"exit code {rc}" if rc else f"no results in {run_dir / 'results.csv'}"
+        rec.update(status="failed", error=why)
+        LOGGER.error(f"{colorstr('red', 'ERROR:')} {key} failed ({why}); see {log}. Going on with the other runs.")
+    return rec
+
+
+# --------------------------------------------------------------------------------------------------- driver
+class ProjectLock:
+    """A pid file that keeps two ablate.py processes from training into the same folder at once."""
+
+    def __init__(self, folder: Path):
+        self.file = folder / ".ablate.lock"
+
+    def __enter__(self) -> ProjectLock:
+        if self.file.exists():
+            try:
+                pid = int(self.file.read_text().strip())
+                os.kill(pid, 0)
+                if pid != os.getpid():
+                    raise SystemExit(f"another ablate.py (pid {pid}) is working in {self.file.parent} (delete "
+                                     f"{self.file} if process {pid} is not an ablate.py)")
+            except (ValueError, ProcessLookupError):
+                pass  # stale lock of a killed run
+            except PermissionError:
+                raise SystemExit(f"another ablate.py ({self.file.read_text().strip()}) holds {self.file}") from None
+        self.file.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.unlink(missing_ok=True)
+
+
+def data_nc(data: str | Path) -> int | None:
+    """``nc`` of a dataset yaml (or the number of ``names``), without checking or downloading the data."""
+    with open(data, errors="ignore") as f:
+        d = yaml.safe_load(f) or {}
+    return int(d["nc"]) if "nc" in d else (len(d["names"]) if d.get("names") else None)
+
+
+def write_outputs(opt: argparse.Namespace, save_dir: Path, state: dict, variants: list[str]) -> list[dict]:
+    """Summarise the finished runs into ablation.md, ablation.csv and ablation.png; return the rows."""
+    info = {v: {**state["variants"][v], "cfg": Path(state["variants"][v]["cfg"]).name} for v in variants}
+    rows = summarize(info, state["runs"], opt.seeds)
+    lat = state["variants"][variants[0]]["latency_at"]
+    notes = [f"base `{opt.base}`, modules inserted after layer(s) {', '.join(map(str, opt.at))}; data `{opt.data}`",
+             f"{opt.epochs} epochs, img {opt.imgsz}, batch {opt.batch_size}, hyp `{Path(opt.hyp).name}`, weights "
+             f"`{opt.weights or 'none (from scratch)'}`, seeds {' '.join(map(str, opt.seeds))}",
+             "mAP: best epoch of each run (max 0.1·mAP@.5 + 0.9·mAP@.5:.95, results.csv), mean ± sample std over "
+             "seeds; Δ = variant mean − baseline mean",
+             f"params and GFLOPs (img {opt.imgsz}) of the model as trained; latency of the fused model: median of "
+             f"{lat['runs']} CPU batch-1 forwards at {lat['img']} px after {lat['warmup']} warm-up, "
+             f"{lat['threads']} threads"]
+    write_markdown(rows, save_dir / "ablation.md", notes)
+    write_csv(rows, opt.seeds, save_dir / "ablation.csv")
+    plot_map_vs_latency(rows, save_dir / "ablation.png",
+                        f"{Path(opt.base).stem} + attention after layer {','.join(map(str, opt.at))}, "
+                        f"{opt.epochs} epochs, {len(opt.seeds)} seed(s)")
+    return rows
+
+
+def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
+    """Run (or resume) the ablation described by ``opt``; return the summary rows and the failed run keys."""
+    print_args(FILE.stem, opt)
+    opt.base, opt.data, opt.hyp = (str(Path(x).resolve()) for x in (opt.base, opt.data, opt.hyp))
+    if opt.weights:
+        opt.weights = str(Path(opt.weights).resolve())
+    opt.modules = list(dict.fromkeys(opt.modules))  # no duplicates, order kept
+    if BASELINE in opt.modules:
+        raise SystemExit(f"'{BASELINE}' is the name of the unmodified model, not a module")
+    save_dir = Path(opt.project) / opt.name
+    save_dir.mkdir(parents=True, exist_ok=True)
+    state_file = save_dir / "ablation.json"
+    with ProjectLock(save_dir):
+        state = load_state(state_file)
+        settings = {k: getattr(opt, k) for k in ("base", "at", "data", "hyp", "epochs", "imgsz", "batch_size",
+                                                 "weights", "train_args")}
+        diff = settings_diff(state["settings"], settings)
+        if diff:
+            raise SystemExit(f"{save_dir} holds an ablation trained with other settings ({'; '.join(diff)}). "
+                             f"Use another --name, or delete the folder to start over.")
+        state["settings"] = settings
+        cfgs = write_cfgs(Path(opt.base), opt.modules, opt.at, save_dir / "cfgs")
+        variants = list(cfgs)
+
+        nc, threads = data_nc(opt.data), opt.threads or os.cpu_count() or 1
+        want = {"img": opt.imgsz, "threads": threads, "warmup": opt.lat_warmup, "runs": opt.lat_runs}
+        for v in variants:
+            old = state["variants"].get(v)
+            if opt.remeasure or not old or old.get("latency_at") != want:
+                LOGGER.info(f"Measuring {v}: params, GFLOPs, CPU latency ({threads} threads, img {opt.imgsz})...")
+                state["variants"][v] = {"cfg": str(cfgs[v]), **measure(cfgs[v], opt.imgsz, nc, opt.lat_warmup,
+                                                                       opt.lat_runs, threads)}
+                save_state(state, state_file)
+
+        todo = [(v, s) for s in opt.seeds for v in variants]
+        done = [k for k in (run_key(v, s) for v, s in todo) if state["runs"].get(k, {}).get("status") == "done"]
+        if done:
+            LOGGER.info(f"Finished runs kept, not retrained: {', '.join(done)}")
+        pending = [(v, s) for v, s in todo if run_key(v, s) not in done]
+        with logging_redirect_tqdm(loggers=[LOGGER]):  # log lines above the bar, not inside it
+            pbar = tqdm(pending, total=len(todo), initial=len(done), desc="ablation", unit="run",
+                        bar_format="{l_bar}{bar:10}{r_bar}")
+            for v, s in pbar:
+                key = run_key(v, s)
+                pbar.set_description(f"ablation {key}")
+                state["runs"][key] = train_run(opt, v, cfgs[v], s, save_dir)
+                save_state(state, state_file)
+                write_outputs(opt, save_dir, state, variants)
+            pbar.close()
+        rows = write_outputs(opt, save_dir, state, variants)
+    failed = [run_key(v, s) for v, s in todo if state["runs"].get(run_key(v, s), {}).get("status") != "done"]
+    for k in failed:
+        LOGGER.error(f"{k} failed: see {state['runs'][k]['log']}; rerun the same command to retry it")
+    LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}: ablation.md, ablation.csv, ablation.png")
+    print("\n" + markdown_table(rows) + "\n")
+    return rows, failed
+
+
+def parse_opt(known: bool = False) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="train a base model and its attention variants; table and plot")
+    parser.add_argument("--base", default=str(ROOT / "models/yolov5n.yaml"), help="base model.yaml")
+    parser.add_argument("--modules", nargs="+", default=["NAMAttention", "SimAM", "CoTAttention"],
+                        help="registered attention modules, one variant each")
+    parser.add_argument("--at", nargs="+", type=int, default=[23], help="insert after layer(s) N")
+    parser.add_argument("--data", default=str(ROOT / "data/shapes.yaml"), help="dataset.yaml (default: the demo set)")
+    parser.add_argument("--hyp", default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"), help="hyperparameters path")
+    parser.add_argument("--weights", default="", help="pretrained weights to transfer into every run ('' = scratch)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", "--batch", type=int, default=16, help="train.py --batch-size")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="train/val/timing size")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds, e.g. --seeds 0 1")
+    parser.add_argument("--device", default="", help="train.py --device (cuda device, i.e. 0, or cpu)")
+    parser.add_argument("--workers", type=int, default=8, help="train.py --workers")
+    parser.add_argument("--train-args", default="", help="further train.py flags for every run, e.g. '--cos-lr'")
+    parser.add_argument("--project", default=str(ROOT / "runs/ablate"), help="save to project/name")
+    parser.add_argument("--name", default="exp", help="save to project/name (rerun with the same name to resume)")
+    parser.add_argument("--remeasure", action="store_true", help="re-time latency even when it is cached")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for timing (0 = all cores)")
+    parser.add_argument("--lat-warmup", type=int, default=10, help="untimed forwards before timing")
+    parser.add_argument("--lat-runs", type=int, default=30, help="timed forwards (median)")
+    return parser.parse_known_args()[0] if known else parser.parse_args()
+
+
+def run(**kwargs) -> tuple[list[dict], list[str]]:
+    """``import ablate; ablate.run(modules=['SimAM'], data='bccd.yaml', epochs=3, seeds=[0, 1])``"""
+    opt = parse_opt(True)
+    for k, v in kwargs.items():
+        setattr(opt, k, v)
+    return main(opt)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SIGTERM stops the training child too (see above)
+    _, _failed = main(parse_opt())
+    raise SystemExit(1 if _failed else 0)
