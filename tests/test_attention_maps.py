@@ -258,3 +258,20 @@ def test_detect_attention_maps_and_cam_layer(tmp_path, yolo_log):
     with pytest.raises(ValueError, match="Detect head"):
         detect.run(weights=w, source=img, imgsz=64, device="cpu", project=tmp_path, name="bad", cam_layer=99)
     assert not (Path(tmp_path) / "bad").exists()
+
+
+def test_cota_attention_map_is_its_softmax_over_positions():
+    from models.attention.cot import CoTAttention
+
+    torch.manual_seed(0)
+    m = CoTAttention(16).eval()
+    with torch.no_grad():
+        m.attention_embed[-1].weight.mul_(50)  # a non-uniform attention
+        x = torch.randn(2, 16, 5, 7)
+        maps = m.attention_map((x,), m(x))
+        att = m._attention(x, m.key_embed(x))  # (B, C, H*W), rows sum to 1
+    s = maps["spatial"]
+    assert s.shape == (2, 5, 7)
+    torch.testing.assert_close(s.mean(dim=(1, 2)), torch.ones(2))  # 1 = uniform on average
+    torch.testing.assert_close(s, att.mean(1).view(2, 5, 7) * 35)
+    assert s.std() > 0.05  # really spatial: the scaled attention is not flat

@@ -61,15 +61,28 @@ class CoTAttention(nn.Module):
             nn.SiLU(),
             nn.Conv2d(2 * dim // factor, kernel_size * kernel_size * dim, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k1 = self.key_embed(x)  # (B, C, H, W)
-        v = self.value_embed(x).flatten(2)  # (B, C, H*W)
+    def _attention(self, x: torch.Tensor, k1: torch.Tensor) -> torch.Tensor:
+        """Softmax weights over all positions, per channel: (B, C, H*W), each row summing to 1."""
         a = self.attention_embed(torch.cat([k1, x], dim=1))  # (B, k*k*C, H, W), or (B, C, H, W) once fused
         if not getattr(self, "fused", False):
             kk = self.kernel_size * self.kernel_size
             a = a.view(a.shape[0], self.dim, kk, a.shape[2], a.shape[3]).mean(2)  # (B, C, k*k, H, W) -> (B, C, H, W)
-        k2 = torch.softmax(a.flatten(2), dim=-1) * v  # (B, C, H*W)
+        return torch.softmax(a.flatten(2), dim=-1)  # (B, C, H*W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k1 = self.key_embed(x)  # (B, C, H, W)
+        v = self.value_embed(x).flatten(2)  # (B, C, H*W)
+        k2 = self._attention(x, k1) * v  # (B, C, H*W)
         return k1 + k2.view_as(k1)  # (B, C, H, W)
+
+    @torch.no_grad()
+    def attention_map(self, inputs: tuple, output: torch.Tensor) -> dict:
+        """What this block weights, for ``utils.attention_maps``: its softmax over positions, averaged over
+        channels and scaled by H·W (1 = uniform attention), shape (B, H, W)."""
+        x = inputs[0]
+        att = self._attention(x, self.key_embed(x)).float().mean(1)  # (B, H*W)
+        h, w = x.shape[-2:]
+        return {"spatial": att.view(-1, h, w) * (h * w), "spatial_label": "softmax attention × H·W (1 = uniform)"}
 
     @torch.no_grad()
     def fuse_layers(self) -> None:
