@@ -5,7 +5,7 @@
 
 Models are built from their yamls with random weights, fused (as attempt_load deploys them) and timed at batch 1
 on a zero image: the median of ``--runs`` forwards after ``--warmup``; with ``--rounds R`` every (config, size,
-backend) is timed R times in interleaved order and the median of the R medians is reported, so that slow drift
+backend) is timed R times, in a shuffled order each round, and the median of the R medians is reported, so that slow drift
 of the machine's speed does not land on one config. Overhead of ``<base>-<Attention>`` is
 relative to ``<base>`` with the same backend and size. Timing belongs here, never in pass/fail tests.
 """
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import statistics
 import sys
 import tempfile
+import time
 from copy import deepcopy
 from pathlib import Path
 from typing import Callable
@@ -29,6 +31,7 @@ if str(ROOT) not in sys.path:
 
 from export import export_onnx, export_torchscript, prepare_for_export  # noqa: E402
 from models.backends import export_metadata  # noqa: E402
+from models import registry  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
 from utils.profiling import median_ms  # noqa: E402
@@ -68,6 +71,33 @@ def prepare_backends(model: Model, img: int, backends: list[str], tmp: Path, tag
     return out
 
 
+def attention_ms(model: Model, img: int, runs: int) -> float:
+    """PyTorch time of the model's attention layers alone, each on a tensor of its real input shape at ``img``.
+
+    End-to-end differences of a few percent drown in run-to-run noise on a small CPU model; timing the added
+    layers by themselves (many repetitions, median) gives the cost they add, which the end-to-end numbers bound.
+    """
+    att = tuple(registry.classes("attention"))
+    shapes: dict[int, torch.Size] = {}
+    def keep_shape(i: int):
+        def hook(mod, inp, out) -> None:  # returns None: the layer's output is left alone
+            shapes.setdefault(i, inp[0].shape)
+        return hook
+
+    hooks = [m.register_forward_hook(keep_shape(i)) for i, m in enumerate(model.model) if isinstance(m, att)]
+    if not hooks:
+        return 0.0
+    with torch.no_grad():
+        model(torch.zeros(1, 3, img, img))
+        for h in hooks:
+            h.remove()
+        total = 0.0
+        for i, shape in shapes.items():
+            x = torch.randn(shape)
+            total += median_ms(lambda m=model.model[i]: m(x), 10, runs)
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cfgs", nargs="+", default=DEFAULT_CFGS)
@@ -76,16 +106,17 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--runs", type=int, default=30, help="timed forwards per round (median)")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds over all configs (median of rounds)")
+    ap.add_argument("--pause", type=float, default=0.3, help="seconds of idle before each measurement")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--verbose", action="store_true", help="log model builds and exports")
     opt = ap.parse_args()
     torch.set_num_threads(opt.threads)
     logging.getLogger("yolov5").setLevel(logging.INFO if opt.verbose else logging.WARNING)
 
-    rows, calls = {}, {}
+    rows, calls, models = {}, {}, {}
     with tempfile.TemporaryDirectory() as d:
         for cfg in opt.cfgs:
-            model = build(cfg)
+            model = models[cfg] = build(cfg)
             params = sum(p.numel() for p in model.parameters())
             for img in opt.img:
                 rows[(cfg, img)] = (params, model_gflops(model, img), {})
@@ -94,21 +125,29 @@ def main() -> None:
         with torch.no_grad():
             for fn in calls.values():  # spin up thread pools and caches so the first config is not penalised
                 median_ms(fn, opt.warmup, 1)
-            # Rounds interleave every (config, size, backend): drift in machine speed hits base and variant alike.
+            # Rounds interleave every (config, size, backend) in a fresh random order, so that drift in machine
+            # speed, and the previous measurement's thread pools still spinning, hit base and variant alike; a
+            # pause before each measurement lets those pools go idle.
             samples: dict[tuple, list[float]] = {k: [] for k in calls}
-            for r in range(opt.rounds):
-                keys = list(calls) if r % 2 == 0 else list(reversed(calls))
+            rng = random.Random(0)
+            for _ in range(opt.rounds):
+                keys = list(calls)
+                rng.shuffle(keys)
                 for k in keys:
+                    time.sleep(opt.pause)
                     samples[k].append(median_ms(calls[k], 2, opt.runs))
         for (cfg, img, b), v in samples.items():
             rows[(cfg, img)][2][b] = statistics.median(v)
+        attn = {(cfg, img): attention_ms(models[cfg], img, 10 * opt.runs) for cfg, img in rows}
 
     print(f"\nLatency, batch 1, CPU x{opt.threads} threads, median of {opt.runs} after {opt.warmup} warm-up, "
           f"median over {opt.rounds} interleaved round(s) "
-          f"(fused models; ms). Overhead vs the config without its attention suffix, same backend and size.\n")
+          f"(fused models; ms). Overhead vs the config without its attention suffix, same backend and size. "
+          f"'attn ms': the attention layers alone in PyTorch on their real input shapes (median of "
+          f"{10 * opt.runs}); 'attn %': that as a share of the base config's PyTorch time.\n")
     head = " | ".join(f"{b} ms" for b in opt.backends) + " | " + " | ".join(f"{b} +%" for b in opt.backends)
-    print(f"| model | img | params | GFLOPs | {head} |")
-    print("|" + "---|" * (4 + 2 * len(opt.backends)))
+    print(f"| model | img | params | GFLOPs | {head} | attn ms | attn % |")
+    print("|" + "---|" * (6 + 2 * len(opt.backends)))
     for (cfg, img), (params, gflops, ms) in rows.items():
         base = rows.get((cfg.split("-")[0], img)) if "-" in cfg else None
         over = []
@@ -119,7 +158,9 @@ def main() -> None:
                 over.append("")
         cols = " | ".join(f"{ms[b]:.1f}" if b in ms else "n/a" for b in opt.backends)
         g = f"{gflops:.2f}" if gflops is not None else "n/a"
-        print(f"| {cfg} | {img} | {params:,} | {g} | {cols} | {' | '.join(over)} |")
+        a = attn[(cfg, img)]
+        share = f"{a / base[2]['pytorch'] * 100:.2f}" if base and a and "pytorch" in base[2] else ""
+        print(f"| {cfg} | {img} | {params:,} | {g} | {cols} | {' | '.join(over)} | {a:.3f} | {share} |")
 
 
 if __name__ == "__main__":
