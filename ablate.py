@@ -16,7 +16,8 @@ run without one starts again, failed runs are retried; the training settings mus
 
 Metrics are those of each run's best epoch in its ``results.csv`` (max 0.1·mAP@.5 + 0.9·mAP@.5:.95: the epoch
 ``best.pt`` was saved at). Params and GFLOPs (at ``--img``) are those of the model as trained (train.py's summary
-line); CPU latency (median of ``--lat-runs`` batch-1 forwards after ``--lat-warmup``, ``--threads`` torch threads,
+line); CPU latency (median over ``--lat-rounds`` shuffled rounds of the median of ``--lat-runs`` batch-1 forwards, after
+``--lat-warmup``, ``--threads`` torch threads,
 eval) is that of the *fused* model, as deployed and as in ``benchmarks/latency.py``. Latency is measured once per
 variant before training and cached; ``--remeasure`` re-times.
 """
@@ -55,7 +56,7 @@ from utils.ablation import (BASELINE, best_epoch_metrics, load_state, markdown_t
 from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
 from utils.general import LOGGER, colorstr, make_divisible, print_args  # noqa: E402
-from utils.profiling import cpu_latency_ms  # noqa: E402
+from utils.profiling import interleaved_median_ms  # noqa: E402
 
 
 @contextmanager
@@ -130,18 +131,32 @@ def write_cfgs(base: Path, modules: list[str], at: list[int], cfg_dir: Path) -> 
     return paths
 
 
-def measure(cfg: Path, img: int, nc: int | None, warmup: int, runs: int, threads: int) -> dict:
-    """Params and GFLOPs at ``img`` of the model built from ``cfg`` as trained, CPU latency (ms) of it fused.
+def measure(cfgs: dict[str, Path], img: int, nc: int | None, warmup: int, runs: int, threads: int,
+            rounds: int = 5) -> dict[str, dict]:
+    """Params and GFLOPs at ``img`` of each variant as trained, and the CPU latency (ms) of each fused.
 
     Params are counted before fusing because fusing turns some modules' trained weights into buffers (NAM's BN
-    scale and shift), which would hide what a module adds; latency is that of the fused model, as deployed.
+    scale and shift), which would hide what a module adds; latency is that of the fused model, as deployed. All
+    variants are timed together in shuffled interleaved rounds (``utils.profiling.interleaved_median_ms``): timed
+    one after another, identical models differ by ±10% on a 2-core CPU.
     """
-    with quiet():
-        model = Model(cfg, nc=nc).eval()
-        params, gflops = sum(p.numel() for p in model.parameters()), model_gflops(model, img)
-        model.fuse()
-    return {"params": params, "gflops": gflops, "latency_ms": cpu_latency_ms(model, img, warmup, runs, threads),
-            "latency_at": {"img": img, "threads": threads, "warmup": warmup, "runs": runs}}
+    out, calls = {}, {}
+    x = torch.zeros(1, 3, img, img)
+    for v, cfg in cfgs.items():
+        with quiet():
+            model = Model(cfg, nc=nc).eval()
+            out[v] = {"params": sum(p.numel() for p in model.parameters()), "gflops": model_gflops(model, img)}
+            model.fuse()
+        calls[v] = lambda m=model: m(x)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            lat = interleaved_median_ms(calls, warmup, runs, rounds)
+    finally:
+        torch.set_num_threads(old)
+    at = {"img": img, "threads": threads, "warmup": warmup, "runs": runs, "rounds": rounds}
+    return {v: {**out[v], "latency_ms": lat[v], "latency_at": at} for v in cfgs}
 
 
 # --------------------------------------------------------------------------------------------------- training
@@ -299,14 +314,14 @@ def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
         variants = list(cfgs)
 
         nc, threads = data_nc(opt.data), opt.threads or os.cpu_count() or 1
-        want = {"img": opt.imgsz, "threads": threads, "warmup": opt.lat_warmup, "runs": opt.lat_runs}
-        for v in variants:
-            old = state["variants"].get(v)
-            if opt.remeasure or not old or old.get("latency_at") != want:
-                LOGGER.info(f"Measuring {v}: params, GFLOPs, CPU latency ({threads} threads, img {opt.imgsz})...")
-                state["variants"][v] = {"cfg": str(cfgs[v]), **measure(cfgs[v], opt.imgsz, nc, opt.lat_warmup,
-                                                                       opt.lat_runs, threads)}
-                save_state(state, state_file)
+        want = {"img": opt.imgsz, "threads": threads, "warmup": opt.lat_warmup, "runs": opt.lat_runs,
+                "rounds": opt.lat_rounds}
+        if opt.remeasure or any((state["variants"].get(v) or {}).get("latency_at") != want for v in variants):
+            LOGGER.info(f"Measuring {', '.join(variants)}: params, GFLOPs, CPU latency ({threads} threads, "
+                        f"img {opt.imgsz}, {opt.lat_rounds} interleaved rounds)...")
+            for v, m in measure(cfgs, opt.imgsz, nc, opt.lat_warmup, opt.lat_runs, threads, opt.lat_rounds).items():
+                state["variants"][v] = {"cfg": str(cfgs[v]), **m}
+            save_state(state, state_file)
 
         todo = [(v, s) for s in opt.seeds for v in variants]
         done = [k for k in (run_key(v, s) for v, s in todo) if state["runs"].get(k, {}).get("status") == "done"]
@@ -353,7 +368,8 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
     parser.add_argument("--remeasure", action="store_true", help="re-time latency even when it is cached")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for timing (0 = all cores)")
     parser.add_argument("--lat-warmup", type=int, default=10, help="untimed forwards before timing")
-    parser.add_argument("--lat-runs", type=int, default=30, help="timed forwards (median)")
+    parser.add_argument("--lat-runs", type=int, default=30, help="timed forwards per round (median)")
+    parser.add_argument("--lat-rounds", type=int, default=5, help="interleaved timing rounds (median of rounds)")
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
 

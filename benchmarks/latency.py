@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
-import statistics
 import sys
 import tempfile
-import time
 from copy import deepcopy
 from pathlib import Path
 from typing import Callable
@@ -34,7 +31,7 @@ from models.backends import export_metadata  # noqa: E402
 from models import registry  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
-from utils.profiling import median_ms  # noqa: E402
+from utils.profiling import interleaved_median_ms, median_ms  # noqa: E402
 
 DEFAULT_CFGS = ["yolov5n", "yolov5n-NAM", "yolov5n-SimAM", "yolov5n-CoTA",
                 "yolov5s", "yolov5s-NAM", "yolov5s-SimAM", "yolov5s-CoTA"]
@@ -122,22 +119,10 @@ def main() -> None:
                 rows[(cfg, img)] = (params, model_gflops(model, img), {})
                 for b, fn in prepare_backends(model, img, opt.backends, Path(d), Path(cfg).stem).items():
                     calls[(cfg, img, b)] = fn
-        with torch.no_grad():
-            for fn in calls.values():  # spin up thread pools and caches so the first config is not penalised
-                median_ms(fn, opt.warmup, 1)
-            # Rounds interleave every (config, size, backend) in a fresh random order, so that drift in machine
-            # speed, and the previous measurement's thread pools still spinning, hit base and variant alike; a
-            # pause before each measurement lets those pools go idle.
-            samples: dict[tuple, list[float]] = {k: [] for k in calls}
-            rng = random.Random(0)
-            for _ in range(opt.rounds):
-                keys = list(calls)
-                rng.shuffle(keys)
-                for k in keys:
-                    time.sleep(opt.pause)
-                    samples[k].append(median_ms(calls[k], 2, opt.runs))
-        for (cfg, img, b), v in samples.items():
-            rows[(cfg, img)][2][b] = statistics.median(v)
+        with torch.no_grad():  # shuffled interleaved rounds: no config profits from its place in the order
+            timed = interleaved_median_ms(calls, opt.warmup, opt.runs, opt.rounds, opt.pause)
+        for (cfg, img, b), ms in timed.items():
+            rows[(cfg, img)][2][b] = ms
         attn = {(cfg, img): attention_ms(models[cfg], img, 10 * opt.runs) for cfg, img in rows}
 
     print(f"\nLatency, batch 1, CPU x{opt.threads} threads, median of {opt.runs} after {opt.warmup} warm-up, "

@@ -19,7 +19,7 @@ from models.yolo import Model
 from tests.conftest import ROOT
 from utils.ablation import best_epoch_metrics, markdown_table, mean_std, summarize, write_csv
 from utils.loggers import csv_header, csv_row
-from utils.profiling import cpu_latency_ms, median_ms
+from utils.profiling import interleaved_median_ms, median_ms
 
 MODELS = ROOT / "models"
 
@@ -120,14 +120,18 @@ def test_mean_std_summary_deltas_markdown_and_csv(tmp_path):
     assert table[2]["mAP50_95_s0"] == "" and table[2]["mAP50_95_std"] == "" and table[2]["n_seeds"] == "1"
 
 
-def test_median_ms_and_cpu_latency_restore_threads():
+def test_median_ms_and_interleaved_rounds():
     calls = []
     assert median_ms(lambda: calls.append(1), warmup=3, runs=5) >= 0 and len(calls) == 8
     with pytest.raises(ValueError):
         median_ms(lambda: None, runs=0)
-    n = torch.get_num_threads()
-    assert cpu_latency_ms(torch.nn.Conv2d(3, 4, 3), 32, warmup=1, runs=2, threads=1) > 0
-    assert torch.get_num_threads() == n
+    order = []
+    out = interleaved_median_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, warmup=1, runs=2,
+                                rounds=4, pause=0)
+    assert set(out) == {"a", "b"} and all(v >= 0 for v in out.values())
+    assert order.count("a") == order.count("b") == 2 + 4 * (2 + 2)  # warm-up (1 + 1) + rounds x (2 warm + 2 timed)
+    firsts = {order[4 + 8 * r] for r in range(4)}  # who went first in each round: shuffled, not fixed
+    assert firsts == {"a", "b"}
 
 
 # ----------------------------------------------------------------------------------------------- resume (fake train)
@@ -192,18 +196,21 @@ class FakeTrain:
 def test_rerun_after_crashes_trains_only_unfinished_runs(tmp_path, monkeypatch, yolo_log):
     measured = []
 
-    def fake_measure(cfg, img, nc, warmup, runs, threads):
-        measured.append(cfg.stem)
-        other = cfg.stem != "baseline"
-        return {"params": 100 + 10 * other, "gflops": 1.0, "latency_ms": 5.0 + other,
-                "latency_at": {"img": img, "threads": threads, "warmup": warmup, "runs": runs}}
+    def fake_measure(cfgs, img, nc, warmup, runs, threads, rounds):
+        out = {}
+        for v, cfg in cfgs.items():
+            measured.append(cfg.stem)
+            other = cfg.stem != "baseline"
+            out[v] = {"params": 100 + 10 * other, "gflops": 1.0, "latency_ms": 5.0 + other,
+                      "latency_at": {"img": img, "threads": threads, "warmup": warmup, "runs": runs, "rounds": rounds}}
+        return out
 
     fake = FakeTrain({"SimAM_s0": "fail", "baseline_s1": "crash_end", "SimAM_s1": "crash_mid"})
     monkeypatch.setattr(ablate, "train_subprocess", fake)
     monkeypatch.setattr(ablate, "measure", fake_measure)
     monkeypatch.setattr(ablate, "layer_channels", lambda cfg, idx: {i: 256 for i in idx})  # yolov5n: P5 has 256
     kw = dict(modules=["SimAM"], at=[23], epochs=3, imgsz=64, seeds=[0, 1], project=str(tmp_path), name="abl",
-              workers=0, device="cpu", lat_runs=1, lat_warmup=0, threads=1)
+              workers=0, device="cpu", lat_runs=1, lat_warmup=0, lat_rounds=1, threads=1)
     d = tmp_path / "abl"
 
     with pytest.raises(Crash):  # 1: baseline_s0 ok, SimAM_s0 fails (reported, goes on), killed after baseline_s1
@@ -272,7 +279,7 @@ def test_real_tiny_ablation_end_to_end(tmp_path):
     t0 = time.time()
     cmd = [sys.executable, "ablate.py", "--modules", "SimAM", "--data", str(tmp_path / "ds.yaml"), "--epochs", "1",
            "--img", "64", "--batch", "4", "--workers", "0", "--device", "cpu", "--seeds", "0", "--project",
-           str(tmp_path), "--name", "e2e", "--lat-runs", "2", "--lat-warmup", "1", "--threads", "1"]
+           str(tmp_path), "--name", "e2e", "--lat-runs", "2", "--lat-warmup", "1", "--lat-rounds", "1", "--threads", "1"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     d = tmp_path / "e2e"

@@ -5,12 +5,11 @@ Timing belongs in benchmarks and reports, never in pass/fail tests: these functi
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
-import torch
-import torch.nn as nn
 
 
 def median_ms(fn: Callable[[], Any], warmup: int = 10, runs: int = 30) -> float:
@@ -39,32 +38,33 @@ def median_ms(fn: Callable[[], Any], warmup: int = 10, runs: int = 30) -> float:
     return statistics.median(t)
 
 
-def cpu_latency_ms(model: nn.Module, img_size: int, warmup: int = 10, runs: int = 30, threads: int | None = None,
-                   ch: int = 3) -> float:
-    """Median CPU latency of one batch-1 forward of ``model`` on a zero ``img_size``² image, in ms.
+def interleaved_median_ms(calls: dict[Hashable, Callable[[], Any]], warmup: int = 10, runs: int = 30,
+                          rounds: int = 5, pause: float = 0.3, seed: int = 0) -> dict[Hashable, float]:
+    """Time several calls against each other: per call, the median over ``rounds`` of :func:`median_ms`.
 
-    The model is put in eval mode and run under ``torch.no_grad()``; fuse it first if deployment fuses it (as
-    ``attempt_load`` does). The torch thread count is set to ``threads`` for the measurement and restored after.
+    Each round visits every call in a fresh (seeded) random order, after ``pause`` seconds of idle, so slow drift
+    in the machine's speed and thread pools still spinning from the previous call land on every call alike. On a
+    small CPU, timing one model after another instead gives differences of ±10% between identical models.
 
     Args:
-        model: a module on the CPU taking a ``(1, ch, img_size, img_size)`` float tensor.
-        img_size: image side in pixels.
-        warmup: untimed forwards first.
-        runs: timed forwards (median).
-        threads: torch intra-op threads while timing; None keeps the current setting.
-        ch: input channels.
+        calls: key -> zero-argument callable.
+        warmup: untimed calls of each before the first round.
+        runs: timed calls per round (median).
+        rounds: interleaved rounds (median of the round medians).
+        pause: seconds of sleep before each measurement.
+        seed: order shuffling seed.
 
     Returns:
-        Median milliseconds per forward.
+        key -> milliseconds.
     """
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        model.eval()
-        p = next(model.parameters(), None)
-        x = torch.zeros(1, ch, img_size, img_size, dtype=p.dtype if p is not None else torch.float32)
-        with torch.no_grad():
-            return median_ms(lambda: model(x), warmup, runs)
-    finally:
-        torch.set_num_threads(old)
+    for fn in calls.values():
+        median_ms(fn, warmup, 1)
+    samples: dict[Hashable, list[float]] = {k: [] for k in calls}
+    rng = random.Random(seed)
+    for _ in range(max(rounds, 1)):
+        keys = list(calls)
+        rng.shuffle(keys)
+        for k in keys:
+            time.sleep(pause)
+            samples[k].append(median_ms(calls[k], 2, runs))
+    return {k: statistics.median(v) for k, v in samples.items()}
