@@ -49,3 +49,13 @@ def yolo_log():
     log.addHandler(h)
     yield h.lines
     log.removeHandler(h)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: on 2 shared cores, 2 threads spin against a background job and run
+    ~20x slower. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

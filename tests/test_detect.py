@@ -27,13 +27,7 @@ SPEED = re.compile(r"^Speed: \d+\.\dms pre-process, \d+\.\dms inference, \d+\.\d
 VIDEO = "videos/people_walking_640x360.mp4"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 shared cores, 2 threads spin against a background job and run ~20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
 
 
 @pytest.fixture(scope="module")
