@@ -2,7 +2,7 @@
 
 Usage:
     $ python ablate.py --base models/yolov5n.yaml --modules NAMAttention SimAM CoTAttention --at 23 \\
-          --data ../shared/data/bccd/bccd.yaml --epochs 3 --img 320 --seeds 0 1 --device cpu --workers 2 --name bccd_e3
+          --data ../shared/data/bccd/bccd.yaml --epochs 3 --img 320 --seeds 2 --device cpu --workers 2 --name bccd_e3
 
 ``--at N`` inserts each module right *after* layer N (``models/yaml_edit.insert_after``): the attention layer
 reads layer N's output and feeds every layer that read N (``--at 23`` on yolov5n/s puts it between the last C3 and
@@ -289,6 +289,16 @@ def write_outputs(opt: argparse.Namespace, save_dir: Path, state: dict, variants
     return rows
 
 
+def seed_list(seeds: int | list[int]) -> list[int]:
+    """``--seeds N`` (one value) is a count, seeds 0..N-1; several values are the seeds themselves."""
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    if len(seeds) == 1:
+        if seeds[0] < 1:
+            raise SystemExit(f"--seeds {seeds[0]}: give a number of seeds >= 1, or a list of two or more seeds")
+        return list(range(seeds[0]))
+    return list(dict.fromkeys(seeds))
+
+
 def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
     """Run (or resume) the ablation described by ``opt``; return the summary rows and the failed run keys."""
     print_args(FILE.stem, opt)
@@ -296,6 +306,7 @@ def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
     if opt.weights:
         opt.weights = str(Path(opt.weights).resolve())
     opt.modules = list(dict.fromkeys(opt.modules))  # no duplicates, order kept
+    opt.seeds = seed_list(opt.seeds)
     if BASELINE in opt.modules:
         raise SystemExit(f"'{BASELINE}' is the name of the unmodified model, not a module")
     save_dir = Path(opt.project) / opt.name
@@ -359,7 +370,8 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", "--batch", type=int, default=16, help="train.py --batch-size")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="train/val/timing size")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds, e.g. --seeds 0 1")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1],
+                        help="number of seeds (--seeds 2: seeds 0 and 1) or two or more explicit seeds (--seeds 0 5)")
     parser.add_argument("--device", default="", help="train.py --device (cuda device, i.e. 0, or cpu)")
     parser.add_argument("--workers", type=int, default=8, help="train.py --workers")
     parser.add_argument("--train-args", default="", help="further train.py flags for every run, e.g. '--cos-lr'")

@@ -294,3 +294,10 @@ def test_real_tiny_ablation_end_to_end(tmp_path):
     out2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)  # rerun: nothing to do
     assert out2.returncode == 0 and "Finished runs kept, not retrained: baseline_s0, SimAM_s0" in out2.stderr
     print(f"end-to-end ablation: {time.time() - t0:.1f} s")
+
+
+def test_seeds_is_a_count_or_a_list():
+    assert ablate.seed_list([2]) == [0, 1]  # the issue's `--seeds 2`
+    assert ablate.seed_list([0, 5]) == [0, 5] and ablate.seed_list(3) == [0, 1, 2]
+    with pytest.raises(SystemExit, match="number of seeds"):
+        ablate.seed_list([0])
