@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from models.registry import ModelConfigError  # noqa: E402
+import models.attention  # noqa: E402,F401  (registers the attention modules)
+from models.registry import ModelConfigError, resolve  # noqa: E402
+from models.yolo import Model  # noqa: E402
 from utils.general import LOGGER  # noqa: E402
 
 SECTIONS = ("backbone", "head")
@@ -168,15 +170,9 @@ class _Doc:
             out.append([(self._abs(x, i), x < 0) for x in fl])
         return out
 
-    @staticmethod
-    def _rewrite(new_values: list[list], froms: list[list[tuple[int, bool]]]) -> None:
-        """Write ``froms`` (absolute) back into each row's value, relative where it was relative."""
-        for i, (value, src) in enumerate(zip(new_values, froms)):
-            fl = [a - i if rel else a for a, rel in src]
-            value[0] = fl if isinstance(value[0], list) else fl[0]
-
     # ---------------------------------------------------------------- line editing
-    def _set_row(self, k: int, value: list, new_i: int, old_i: int | None) -> None:
+    def _set_row(self, k: int, value: list, old_i: int) -> None:
+        """Write row ``k``'s new ``from`` field into its line and renumber an index comment equal to ``old_i``."""
         r = self.rows[k]
         line = self.lines[r.line]
         code, comment = _code_and_comment(line)
@@ -185,8 +181,8 @@ class _Doc:
         # replace only the 'from' field so the rest of the row keeps its spelling
         m = re.match(r"\[\s*(\[[^\]]*\]|-?\d+)", old_text)
         new_text = (old_text[:m.start(1)] + f_new + old_text[m.end(1):]) if m else _fmt(value)
-        if old_i is not None and old_i != new_i:
-            comment = _INDEX_COMMENT.sub(lambda mm: f"{mm.group(1)}{new_i}" if int(mm.group(2)) == old_i
+        if old_i != k:
+            comment = _INDEX_COMMENT.sub(lambda mm: f"{mm.group(1)}{k}" if int(mm.group(2)) == old_i
                                          else mm.group(0), comment)
         new_code = code[:r.start] + new_text + code[r.end:]
         self.lines[r.line] = new_code + comment
@@ -205,13 +201,16 @@ def _check_index(doc: _Doc, p: int, n: int, what: str) -> None:
         raise ModelConfigError(f"{doc.file}: {what} {p} is out of range (layers 0..{n - 1})")
 
 
-def _remap_and_write(doc: _Doc, froms: list[list[tuple[int, bool]]], old_of_new: list[int | None]) -> None:
-    """Rewrite every surviving row's ``from`` field and index comment after a structural change."""
-    values = [list(r.value) for r in doc.rows]
-    doc._rewrite(values, froms)
-    for k, (v, old) in enumerate(zip(values, old_of_new)):
-        if old is not None:
-            doc._set_row(k, v, k, old)
+def _remap_and_write(doc: _Doc, froms: list, old_of_new: list[int | None]) -> None:
+    """Rewrite every surviving row's ``from`` (``froms``: absolute sources, new numbering) and index comment.
+
+    A row whose ``old_of_new`` entry is None is the newly inserted one and is written as given.
+    """
+    for i, (r, src, old) in enumerate(zip(doc.rows, froms, old_of_new)):
+        if old is None:
+            continue
+        fl = [a - i if rel else a for a, rel in src]  # back to relative where it was relative
+        doc._set_row(i, [fl if isinstance(r.value[0], list) else fl[0], *r.value[1:]], old)
 
 
 def insert(text: str, index: int, module: str, args: list | None = None, number: int = 1, source: int | list = -1,
@@ -234,9 +233,8 @@ def insert(text: str, index: int, module: str, args: list | None = None, number:
     """
     doc = _Doc(text, file)
     n = len(doc.rows)
-    if not 1 <= index <= n - 1 and not (index == 0 and n):
-        raise ModelConfigError(f"{file}: insert index {index} is out of range (1..{n - 1}: the new layer needs a "
-                               f"layer before it and Detect must stay last)")
+    if not 0 <= index < n:
+        raise ModelConfigError(f"{file}: insert index {index} is out of range (0..{n - 1}: Detect must stay last)")
     froms = doc._froms()
     shift = lambda a: a + 1 if a >= index else a  # noqa: E731  old absolute -> new absolute
     src_abs = [doc._abs(x, index) if x < 0 else x for x in (source if isinstance(source, list) else [source])]
@@ -247,11 +245,8 @@ def insert(text: str, index: int, module: str, args: list | None = None, number:
     for i, src in enumerate(froms):
         new_froms.append([(index if (wrapped is not None and a == wrapped and i >= index) else shift(a), rel)
                           for a, rel in src])
-    src_rel = isinstance(source, int) and source < 0 or isinstance(source, list) and all(x < 0 for x in source)
-    new_row_from = [(a, src_rel) for a in src_abs]
     # text: the new line goes after row index-1 (same section), or before row 0
-    value = [source, number, module, list(args or [])]
-    value_fmt = [source if isinstance(source, int) else list(source), number, module, list(args or [])]
+    value = [source if isinstance(source, int) else list(source), number, module, list(args or [])]
     note = comment or f"# {index}"
     if index > 0:
         prev = doc.rows[index - 1]
@@ -259,26 +254,26 @@ def insert(text: str, index: int, module: str, args: list | None = None, number:
         core = suffix.rstrip()
         indent = " " * len(prefix)
         doc.lines[prev.line] = prefix + row_text + "," + suffix[len(core):] + cmt
-        new_line = indent + _fmt(value_fmt) + core + "  " + note
+        new_line = indent + _fmt(value) + core + "  " + note
         at_line, section = prev.line + 1, prev.section
     else:
         first = doc.rows[0]
         prefix, row_text, suffix, cmt = doc._split(first)
         indent = " " * len(prefix)
         doc.lines[first.line] = indent + row_text + suffix + cmt
-        new_line = prefix + _fmt(value_fmt) + ",  " + note
+        new_line = prefix + _fmt(value) + ",  " + note
         at_line, section = first.line, first.section
     doc.lines.insert(at_line, new_line)
     for r in doc.rows:
         if r.line >= at_line:
             r.line += 1
-    if index == 0:
-        doc.rows[0].start = len(" " * len(prefix))
-        doc.rows[0].end = doc.rows[0].start + len(row_text)
+    if index == 0:  # row 0 lost its '[' prefix to the new line: same width, so only its line moved
+        doc.rows[0].start = len(prefix)
+        doc.rows[0].end = len(prefix) + len(row_text)
     start = len(indent) if index > 0 else len(prefix)
-    new_row = _Row(at_line, start, start + len(_fmt(value_fmt)), section, value)
+    new_row = _Row(at_line, start, start + len(_fmt(value)), section, value)
     doc.rows.insert(index, new_row)
-    new_froms.insert(index, new_row_from)
+    new_froms.insert(index, None)
     old_of_new = list(range(index)) + [None] + list(range(index, n))
     _remap_and_write(doc, new_froms, old_of_new)
     return doc.text()
@@ -354,9 +349,6 @@ def move(text: str, index: int, to: int, file: str = "yaml") -> str:
 
 def _is_attention(module: str) -> bool:
     """Whether ``module`` is registered as an attention layer (whose first int argument is a nominal channel count)."""
-    import models.attention  # noqa: F401  (registers the attention modules)
-    from models.registry import resolve
-
     try:
         return resolve(module).kind == "attention"
     except KeyError:
@@ -403,9 +395,7 @@ def run(action: str, cfg: str, at: int | None = None, after: int | None = None, 
         if at is None or to is None:
             raise SystemExit("move needs --at and --to")
         new = move(text, at, to, file=cfg)
-    from models.yolo import Model  # build it: a yaml that does not build is not written
-
-    Model(yaml.safe_load(new))
+    Model(yaml.safe_load(new))  # build it: a yaml that does not build is not written
     if out:
         Path(out).write_text(new)
         LOGGER.info(f"{action}: wrote {out}")
