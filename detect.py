@@ -27,7 +27,6 @@ from typing import Sequence
 import cv2
 import torch
 import torch.backends.cudnn as cudnn
-import yaml
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[0]
@@ -36,11 +35,11 @@ if str(ROOT) not in sys.path:
 ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
 from models.attention_vis import AttentionVisualizer  # noqa: E402
-from models.backends import DetectMultiBackend, parse_names  # noqa: E402
+from models.backends import DetectMultiBackend, names_from_data  # noqa: E402
 from models.experimental import safe_classes  # noqa: E402
 from utils.boxes import scale_coords, xyxy2xywh  # noqa: E402
 from utils.checkpoint import strip_optimizer  # noqa: E402
-from utils.general import LOGGER, check_img_size, colorstr, increment_path, print_args  # noqa: E402
+from utils.general import LOGGER, check_img_size, colorstr, expand_imgsz, increment_path, print_args  # noqa: E402
 from utils.inference_loaders import LoadImages, LoadStreams, check_imshow, is_url  # noqa: E402
 from utils.labels import IMG_FORMATS, VID_FORMATS  # noqa: E402
 from utils.nms import non_max_suppression  # noqa: E402
@@ -52,10 +51,8 @@ SOURCE_HINT = ("pass --source with an image, video, directory, glob, .txt stream
 STREAM_FPS = 30  # frame rate of videos saved from live streams
 
 
-def class_name(names: Sequence[str] | dict, c: int) -> str:
-    """Name of class ``c`` (``names`` a list or dict), or ``class{c}`` when the names do not cover it."""
-    if isinstance(names, dict):
-        return str(names.get(c, f"class{c}"))
+def class_name(names: Sequence[str], c: int) -> str:
+    """Name of class ``c``, or ``class{c}`` when the names do not cover it."""
     return str(names[c]) if 0 <= c < len(names) else f"class{c}"
 
 
@@ -79,14 +76,11 @@ def check_source(source: str) -> tuple[bool, bool]:
 
 def model_names(model: DetectMultiBackend, data: str | Path | None) -> list[str]:
     """The model's class names; those of the ``data`` yaml only when the model carries none (an export without
-    metadata gets ``class0``... from ``DetectMultiBackend``), as in v6.1 where ``.pt`` names always win."""
-    names = list(model.names.values()) if isinstance(model.names, dict) else list(model.names)
-    carries_none = len(names) == 1000 and names[:2] == ["class0", "class1"]
-    if data and carries_none:
-        f = Path(data)
-        if f.is_file():
-            d = yaml.safe_load(f.read_text(errors="ignore")) or {}
-            names = parse_names(d.get("names") if isinstance(d, dict) else None) or names
+    metadata), as in v6.1 where ``.pt`` names always win."""
+    names = list(model.names)
+    if data and not model.has_names:
+        if Path(data).is_file():
+            names = names_from_data(data) or names
         else:
             LOGGER.warning(f"WARNING: --data {data} not found; classes are named class0, class1, ...")
     return names
@@ -100,7 +94,7 @@ def check_weights(weights: str | Path | Sequence[str | Path]) -> None:
                                     f"e.g. runs/train/exp/weights/best.pt; detect.py downloads nothing")
 
 
-def _open_writer(save_path: str, vid_cap: cv2.VideoCapture | None, im0) -> tuple[cv2.VideoWriter, str]:
+def _open_writer(save_path: str, vid_cap: cv2.VideoCapture | None, im0) -> cv2.VideoWriter:
     """An ``mp4v`` writer at the source's fps and size (streams: 30 fps, frame size); the path gets ``.mp4``."""
     h, w = im0.shape[:2]
     fps = STREAM_FPS
@@ -113,7 +107,7 @@ def _open_writer(save_path: str, vid_cap: cv2.VideoCapture | None, im0) -> tuple
     writer = cv2.VideoWriter(save_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     if not writer.isOpened():
         LOGGER.warning(f"WARNING: cannot open a video writer for {save_path}; frames are not saved")
-    return writer, save_path
+    return writer
 
 
 @torch.no_grad()
@@ -192,16 +186,15 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
     webcam, save_img = check_source(source)
     save_img = save_img and not nosave
     check_weights(weights)
-    imgsz = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)
+    imgsz = expand_imgsz(imgsz)
 
     device = select_device(device)
     model = DetectMultiBackend(weights, device=device, dnn=dnn)  # data: see model_names()
-    stride, names, pt = int(model.stride), model_names(model, data), bool(getattr(model, "pt", False))
-    jit, onnx, engine = (bool(getattr(model, k, False)) for k in ("jit", "onnx", "engine"))
+    stride, names, pt, jit = int(model.stride), model_names(model, data), model.pt, model.jit
     imgsz = check_img_size(imgsz, s=stride)
     if half and device.type == "cpu":
         LOGGER.warning("WARNING: --half is supported on CUDA only; running in FP32 on CPU")
-    half &= (pt or jit or onnx or engine) and device.type != "cpu"
+    half &= device.type != "cpu"  # every backend here (pt, jit, onnx) runs fp16 on CUDA
     if (pt or jit) and hasattr(model, "model"):
         model.model.half() if half else model.model.float()
 
@@ -300,7 +293,7 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
                             vid_path[i] = save_path
                             if vid_writer[i] is not None:
                                 vid_writer[i].release()
-                            vid_writer[i], _ = _open_writer(save_path, vid_cap, im0)
+                            vid_writer[i] = _open_writer(save_path, vid_cap, im0)
                         vid_writer[i].write(im0)
             if quit_:
                 LOGGER.info("Stopped from the display window ('q')")

@@ -39,7 +39,7 @@ from models.common import Conv  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import Detect  # noqa: E402
 from utils.activations import export_activation  # noqa: E402
-from utils.general import LOGGER, check_img_size, colorstr, print_args  # noqa: E402
+from utils.general import LOGGER, check_img_size, colorstr, expand_imgsz, print_args  # noqa: E402
 from utils.torch_utils import select_device  # noqa: E402
 
 # flags that only matter for formats this project does not export: (default, what they apply to)
@@ -281,7 +281,7 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
     for k, (default, fmt) in OTHER_FORMAT_FLAGS.items():
         if given[k] != default:
             LOGGER.warning(f"WARNING: --{k.replace('_', '-')} applies to {fmt} export only; ignored")
-    imgsz = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)
+    imgsz = expand_imgsz(imgsz)
     if isinstance(weights, (list, tuple)):
         if len(weights) != 1:
             raise ExportError(f"run() exports one checkpoint, got {len(weights)}; main() loops over --weights")

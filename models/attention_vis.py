@@ -116,6 +116,7 @@ class AttentionVisualizer:
     def reset(self) -> None:
         """Forget the previous forward pass (call before each one)."""
         self.hooks.reset()
+        self._maps = None  # computed once per forward pass, on the first save() (a batch saves B times)
 
     def save(self, b: int, stem: str, im0: np.ndarray, im: torch.Tensor) -> list[Path]:
         """Write the figures of batch element ``b`` of the last forward pass.
@@ -130,7 +131,9 @@ class AttentionVisualizer:
             The files written.
         """
         files: list[Path] = []
-        for lm in self.hooks.maps():
+        if getattr(self, "_maps", None) is None:
+            self._maps = self.hooks.maps()
+        for lm in self._maps:
             if lm.index in self.layers:
                 files += save_layer_figures(lm, b, im0, im.shape[2:], self.save_dir, stem)
         if self.cam_layer is not None:

@@ -112,7 +112,8 @@ def parse_names(value: Any) -> list[str] | None:
     return None
 
 
-def _names_from_data(data: str | Path | dict) -> list[str] | None:
+def names_from_data(data: str | Path | dict) -> list[str] | None:
+    """Class names of a dataset yaml (path or dict): its ``names``, else ``class{i}`` for its ``nc``."""
     d = data if isinstance(data, dict) else yaml.safe_load(Path(check_yaml(data)).read_text(errors="ignore"))
     names = parse_names((d or {}).get("names"))
     if names is None and isinstance(d, dict) and isinstance(d.get("nc"), int):
@@ -173,7 +174,8 @@ class DetectMultiBackend(nn.Module):
         self.weights, self.format = w, fmt
         self.pt, self.jit, self.onnx, self.dnn = fmt == "-", fmt == "torchscript", fmt == "onnx", dnn
         self.device = _torch_device(device)
-        stride, names = 64, [f"class{i}" for i in range(1000)]  # defaults (facts §14.4)
+        default_names = [f"class{i}" for i in range(1000)]
+        stride, names = 64, default_names  # defaults (facts §14.4)
         self.dynamic, self.input_shape = False, None
         if not self.pt and not Path(w).is_file():
             raise FileNotFoundError(f"model file not found: {w}")
@@ -225,7 +227,8 @@ class DetectMultiBackend(nn.Module):
             self._set_shape([d if isinstance(d, int) else None for d in inp.shape])
 
         if data:
-            names = _names_from_data(data) or names
+            names = names_from_data(data) or names
+        self.has_names = names is not default_names  # from the model, its metadata or data; not placeholders
         self.stride, self.names = stride, names
 
     @staticmethod

@@ -9,7 +9,7 @@ import os
 import platform
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]  # repository root
@@ -117,6 +117,11 @@ def increment_path(path: str | Path, exist_ok: bool = False, sep: str = "", mkdi
     if mkdir:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def expand_imgsz(imgsz: int | Sequence[int]) -> list[int]:
+    """``640`` or ``[640]`` -> ``[640, 640]``; ``[h, w]`` stays (the --imgsz convention of detect/export)."""
+    return [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)
 
 
 def check_img_size(imgsz: int | list, s: int = 32, floor: int = 0) -> int | list:
