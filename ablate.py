@@ -49,13 +49,14 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 from models.experimental import safe_classes  # noqa: E402
+from models.registry import nominal_for  # noqa: E402
 from models.yaml_edit import insert_after  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.ablation import (BASELINE, best_epoch_metrics, load_state, markdown_table, plot_map_vs_latency,  # noqa: E402
                             run_key, save_state, settings_diff, summarize, write_csv, write_markdown)
 from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
-from utils.general import LOGGER, colorstr, make_divisible, print_args  # noqa: E402
+from utils.general import LOGGER, colorstr, print_args  # noqa: E402
 from utils.profiling import interleaved_median_ms  # noqa: E402
 
 
@@ -100,9 +101,8 @@ def variant_yaml(base_text: str, module: str, at: list[int], channels: dict[int,
     """
     text = base_text
     for n in sorted(set(at), reverse=True):
-        c = channels[n]
-        nominal = int(round(c / gw)) if gw else c
-        args = [nominal] if make_divisible(nominal * gw, 8) == c else []
+        nominal = nominal_for(channels[n], gw)  # the registry's own rule, so the yaml builds
+        args = [] if nominal is None else [nominal]
         text = insert_after(text, n, module, args, comment=f"# {n + 1} {module} (ablate.py: after layer {n})")
     return text
 

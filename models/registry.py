@@ -152,13 +152,14 @@ def attention(ctx: LayerContext) -> LayerArgs:
         if expected != ctx.c1:
             raise ModelConfigError(
                 f"{ctx.name} expects {expected} input channels ({nominal} nominal × width_multiple {ctx.gw}) "
-                f"but its input has {ctx.c1} channels; write [{_nominal_for(ctx.c1, ctx.gw)}] or [] in the yaml")
+                f"but its input has {ctx.c1} channels; write {[n] if (n := nominal_for(ctx.c1, ctx.gw)) else []} or [] in the yaml")
     return LayerArgs([ctx.c1, *args], ctx.c1, ctx.n, kwargs)
 
 
-def _nominal_for(c: int, gw: float) -> int:
-    """A nominal channel count that scales to ``c`` (for the hint in the mismatch message)."""
-    return int(round(c / gw)) if gw else c
+def nominal_for(c: int, gw: float) -> int | None:
+    """The nominal (width 1.0) channel count that ``width_multiple`` ``gw`` scales to ``c``, or None if none does."""
+    nominal = int(round(c / gw)) if gw else c
+    return nominal if make_divisible(nominal * gw, 8) == c else None
 
 
 # ----------------------------------------------------------------------------------------- the table

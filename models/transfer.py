@@ -20,6 +20,8 @@ from collections import defaultdict
 
 import torch
 
+from utils.torch_utils import intersect_dicts
+
 _KEY = re.compile(r"^model\.(\d+)\.(.*)$")
 
 
@@ -82,19 +84,16 @@ def transfer_state_dict(src_sd: dict[str, torch.Tensor], src_yaml: dict | None, 
         pairs = None
     else:
         pairs = align_layers(src_yaml, dst_yaml)
-    out, remapped = {}, 0
+    renamed, old_key = {}, {}
     for k, v in src_sd.items():
-        if any(x in k for x in exclude):
-            continue
         m = _KEY.match(k)
-        if pairs is None or m is None:
-            new_k = k
-        else:
+        if pairs is not None and m is not None:
             i = int(m.group(1))
-            if i not in pairs:
+            if i not in pairs:  # a layer without a partner: never loaded, whatever its shape
                 continue
-            new_k = f"model.{pairs[i]}.{m.group(2)}"
-        if new_k in dst_sd and dst_sd[new_k].shape == v.shape:
-            out[new_k] = v
-            remapped += new_k != k
-    return out, remapped
+            k_new = f"model.{pairs[i]}.{m.group(2)}"
+        else:
+            k_new = k
+        renamed[k_new], old_key[k_new] = v, k
+    out = intersect_dicts(renamed, dst_sd, exclude=tuple(exclude))  # key, shape and exclude checks (facts §6.4)
+    return out, sum(k != old_key[k] for k in out)

@@ -238,10 +238,10 @@ def test_coord_att_batch1_training_on_1x1():
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_fp16_large_activations_match_fp32():
-    """A half model on activations with a large mean (an fp16 sum over 40·40 of them overflows) stays finite
-    and close to fp32. (torch's CPU mean already accumulates in fp32; the modules' fp32 means guard backends
-    and reductions that do not.)"""
+def test_fp16_large_activations_smoke():
+    """Smoke test: a half model on activations with a large mean (an fp16 sum over 40·40 overflows) stays finite
+    and close to fp32. It does not isolate the modules' fp32 casts: torch's CPU mean already accumulates in fp32, so
+    those casts guard other backends and reductions that do not."""
     x = torch.randn(2, 32, 40, 40) + 60.0
     xh = x.half()
     assert not torch.isfinite(xh.sum((2, 3), dtype=torch.float16)).all()  # the naive fp16 sum overflows

@@ -43,14 +43,18 @@ def demo_data() -> dict:
     return check_dataset(ROOT / "data" / "shapes.yaml")  # generated offline on first use
 
 
-def test_quickstart_on_demo_data_with_nam_penalty(tmp_path, demo_data):
+def test_quickstart_on_demo_data_with_nam_penalty(tmp_path, demo_data, monkeypatch):
     hyp = yaml.safe_load((ROOT / "data/hyps/hyp.scratch-low.yaml").read_text())
     hyp["nam_l1"] = 1e-4
     (tmp_path / "hyp.yaml").write_text(yaml.safe_dump(hyp))
+    penalty = []  # (strength, parameters penalised) of every call the training step makes
+    real = train.add_sparsity_grad
+    monkeypatch.setattr(train, "add_sparsity_grad", lambda m, p: penalty.append((p, real(m, p))) or penalty[-1][1])
     results = train.run(cfg=str(ROOT / "models/yolov5n-NAM.yaml"), epochs=2, hyp=str(tmp_path / "hyp.yaml"),
                         project=str(tmp_path), name="q", **SMALL)  # no data=: the embedded demo set
     d = tmp_path / "q"
     assert len(results) == 7 and all(torch.isfinite(torch.tensor(results)))
+    assert penalty and all(p == 1e-4 and n == 1 for p, n in penalty)  # applied every step, to yolov5n-NAM's one γ
     for f in ("hyp.yaml", "opt.yaml", "results.csv", "results.png", "labels.jpg", "train_batch0.jpg",
               "confusion_matrix.png", "val_batch0_pred.jpg", "weights/last.pt", "weights/best.pt"):
         assert (d / f).exists(), f

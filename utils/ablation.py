@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from utils.general import LOGGER
+from utils.metrics import fitness
 
 BASELINE = "baseline"
 METRIC_COLUMNS = {"P": "metrics/precision", "R": "metrics/recall", "mAP50": "metrics/mAP_0.5",
@@ -96,7 +97,7 @@ def best_epoch_metrics(results_csv: str | Path) -> dict | None:
     best_e, best = None, None
     for e in sorted(by_epoch):
         m = by_epoch[e]
-        m["fitness"] = 0.1 * m["mAP50"] + 0.9 * m["mAP50_95"]
+        m["fitness"] = float(fitness([[m["P"], m["R"], m["mAP50"], m["mAP50_95"]]])[0])  # train.py's best.pt rule
         if best is None or m["fitness"] >= best["fitness"]:  # '>=': train.py rewrites best.pt on a tie
             best_e, best = e, m
     return {"epoch": best_e, "epochs": len(by_epoch), **best}

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from utils.boxes import resample_segments, segment2box
+from utils.boxes import bbox_ioa, resample_segments, segment2box
 from utils.general import LOGGER, colorstr
 
 PAD_COLOR = (114, 114, 114)  # grey used for letterbox borders, mosaic canvas and warp borders
@@ -211,14 +211,6 @@ def mixup(im: np.ndarray, labels: np.ndarray, im2: np.ndarray,
     return im, np.concatenate((labels, labels2), 0)
 
 
-def _ioa(box: np.ndarray, boxes: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Intersection of one xyxy ``box`` (4,) with each of ``boxes`` (n, 4) over the area of each of ``boxes``."""
-    iw = (np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])).clip(0)
-    ih = (np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])).clip(0)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + eps
-    return iw * ih / area
-
-
 def copy_paste(im: np.ndarray, labels: np.ndarray, segments: list,
                p: float = 0.5) -> tuple[np.ndarray, np.ndarray, list]:
     """Segment copy-paste (facts §10.9): paste horizontally mirrored copies of ``round(p·n)`` random segments.
@@ -234,7 +226,7 @@ def copy_paste(im: np.ndarray, labels: np.ndarray, segments: list,
     for j in random.sample(range(n), k=round(p * n)):
         cls, x1, y1, x2, y2 = labels[j]
         box = np.array([w - x2, y1, w - x1, y2])  # mirrored box
-        if (_ioa(box, labels[:, 1:5]) < 0.30).all():
+        if (bbox_ioa(box, labels[:, 1:5]) < 0.30).all():
             labels = np.concatenate((labels, [[cls, *box]]), 0)
             seg = segments[j]
             segments.append(np.concatenate((w - seg[:, 0:1], seg[:, 1:2]), 1))

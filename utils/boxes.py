@@ -115,3 +115,12 @@ def resample_segments(segments: list[np.ndarray], n: int = 1000) -> list[np.ndar
         xp = np.arange(len(s))
         out.append(np.concatenate([np.interp(x, xp, s[:, i]) for i in range(2)]).reshape(2, -1).T)
     return out
+
+
+def bbox_ioa(box1: np.ndarray, box2: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Intersection of one xyxy box with each of ``box2`` (n, 4), divided by the area of the ``box2`` box → (n,)."""
+    b1_x1, b1_y1, b1_x2, b1_y2 = box1
+    b2_x1, b2_y1, b2_x2, b2_y2 = box2.T
+    inter = (np.minimum(b1_x2, b2_x2) - np.maximum(b1_x1, b2_x1)).clip(0) * \
+            (np.minimum(b1_y2, b2_y2) - np.maximum(b1_y1, b2_y1)).clip(0)
+    return inter / ((b2_x2 - b2_x1) * (b2_y2 - b2_y1) + eps)

@@ -60,6 +60,8 @@ class LoadImagesAndLabels(Dataset):
         self.stride = stride
         self.path = path
         self.albumentations = Albumentations() if augment else None
+        if augment and hyp is None:
+            raise ValueError("augment=True needs a hyp dict (e.g. data/hyps/hyp.scratch-low.yaml)")
 
         img_files = img_files_from_path(path, prefix)
         label_files = img2label_paths(img_files)
@@ -239,8 +241,6 @@ class LoadImagesAndLabels(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str, tuple | None]:
         index = self.indices[index]  # linear, shuffled, or image-weighted
         hyp = self.hyp
-        if self.augment and hyp is None:
-            raise ValueError("augment=True needs a hyp dict (e.g. data/hyps/hyp.scratch-low.yaml)")
         if self.mosaic and random.random() < hyp_value(hyp, "mosaic"):
             img, labels = self.load_mosaic(index)
             shapes = None
@@ -313,9 +313,6 @@ class LoadImagesAndLabels(Dataset):
             lb[:, 0] = i
         return torch.stack(im4, 0), torch.cat(label4, 0), path[::4][:n], shapes[::4][:n]
 
-
-collate_fn = LoadImagesAndLabels.collate_fn
-collate_fn4 = LoadImagesAndLabels.collate_fn4
 
 
 class _RepeatSampler:

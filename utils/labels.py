@@ -357,7 +357,8 @@ def save_label_cache(cache: dict, primary: Path, prefix: str = "") -> Path | Non
     return path
 
 
-def scan_labels(img_files: list[str], label_files: list[str], desc: str, prefix: str = "") -> dict:
+def scan_labels(img_files: list[str], label_files: list[str], desc: str, prefix: str = "",
+                hash_: str | None = None) -> dict:
     """Verify every image/label pair in a thread pool; returns the cache dict (facts §10.3 layout)."""
     x: dict = {}
     nm = nf = ne = nc = 0
@@ -372,7 +373,7 @@ def scan_labels(img_files: list[str], label_files: list[str], desc: str, prefix:
             msgs += r.msgs
             pbar.desc = f"{desc}{nf} found, {nm} missing, {ne} empty, {nc} corrupt"
         pbar.close()
-    x["hash"] = get_hash(label_files + img_files)
+    x["hash"] = hash_ or get_hash(label_files + img_files)  # callers that already hashed pass it in
     x["results"] = nf, nm, ne, nc, len(img_files)
     x["msgs"] = msgs
     x["version"] = CACHE_VERSION
@@ -395,5 +396,5 @@ def load_or_scan_labels(img_files: list[str], label_files: list[str], cache_path
         if p.is_file() and (cache := load_label_cache(p, hash_)) is not None:
             return cache, p, True
     desc = f"{prefix}Scanning '{cache_path.parent / cache_path.stem}' images and labels..."
-    cache = scan_labels(img_files, label_files, desc, prefix)
+    cache = scan_labels(img_files, label_files, desc, prefix, hash_)
     return cache, save_label_cache(cache, cache_path, prefix), False

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from utils.coco import coco80_to_coco91_class  # noqa: F401  (v6.1 users import it from utils.metrics / general)
+from utils.boxes import bbox_ioa  # noqa: F401  (box geometry; v6.1 users import it from here)
 from utils.general import LOGGER
 from utils.metric_plots import plot_confusion_matrix, plot_mc_curve, plot_pr_curve
 
@@ -90,15 +91,6 @@ def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, x1y1x2y2: bool = True, GIoU
         return iou - (rho2 / c2 + v * alpha)
     c_area = cw * ch + eps  # GIoU
     return iou - (c_area - union) / c_area
-
-
-def bbox_ioa(box1: np.ndarray, box2: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Intersection of one xyxy box with each of ``box2`` (n, 4), divided by the area of the ``box2`` box → (n,)."""
-    b1_x1, b1_y1, b1_x2, b1_y2 = box1
-    b2_x1, b2_y1, b2_x2, b2_y2 = box2.T
-    inter = (np.minimum(b1_x2, b2_x2) - np.maximum(b1_x1, b2_x1)).clip(0) * \
-            (np.minimum(b1_y2, b2_y2) - np.maximum(b1_y1, b2_y1)).clip(0)
-    return inter / ((b2_x2 - b2_x1) * (b2_y2 - b2_y1) + eps)
 
 
 def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:

@@ -51,9 +51,8 @@ def non_max_suppression(prediction: torch.Tensor, conf_thres: float = 0.25, iou_
     t = time.time()
     output = [torch.zeros((0, 6), device=prediction.device)] * bs
     for xi, x in enumerate(prediction):
-        bad_wh = ((x[:, 2:4] < MIN_WH) | (x[:, 2:4] > MAX_WH)).any(1)[xc[xi]]
         x = x[xc[xi]]  # boolean indexing copies: the caller's tensor stays untouched
-        x[bad_wh, 4] = 0  # such boxes cannot pass the final confidence test
+        x[((x[:, 2:4] < MIN_WH) | (x[:, 2:4] > MAX_WH)).any(1), 4] = 0  # such boxes cannot pass the final conf test
 
         if labels and len(labels[xi]):  # a-priori labels (val --save-hybrid)
             lb = labels[xi]
