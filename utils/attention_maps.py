@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from utils.figures import new_figure
+
 SPATIAL_GAIN = "spatial gain Σc|out| / Σc|in|"
 CHANNEL_GAIN = "channel gain Σhw|out| / Σhw|in|"
 
@@ -212,18 +214,6 @@ def overlay_heatmap(im0: np.ndarray, heat01: np.ndarray, alpha: float = 0.5) -> 
     return cv2.addWeighted(im0, 1 - alpha, heat, alpha, 0)
 
 
-def _figure(figsize: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    try:
-        fig = Figure(figsize=figsize, layout="constrained")
-    except TypeError:  # matplotlib < 3.5
-        fig = Figure(figsize=figsize, constrained_layout=True)
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def save_spatial_figure(im0: np.ndarray, m: np.ndarray, title: str, file: str | Path, label: str = "",
                         alpha: float = 0.5, boxes: Sequence[Sequence[float]] = ()) -> Path:
     """Save ``m`` (h0, w0, already on the original image) as a JET overlay on ``im0`` (BGR) with a colour bar.
@@ -239,7 +229,7 @@ def save_spatial_figure(im0: np.ndarray, m: np.ndarray, title: str, file: str | 
     over = overlay_heatmap(im0, heat, alpha)
     h0, w0 = im0.shape[:2]
     s = 8 / max(h0, w0)
-    fig = _figure((max(w0 * s + 1.4, 4), max(h0 * s + 0.6, 3)))
+    fig = new_figure((max(w0 * s + 1.4, 4), max(h0 * s + 0.6, 3)), "constrained")
     ax = fig.add_subplot()
     ax.imshow(over[..., ::-1])  # BGR -> RGB
     for x1, y1, x2, y2 in boxes:
@@ -267,7 +257,7 @@ def save_channel_figure(values: np.ndarray | torch.Tensor, title: str, file: str
     lo, hi = float(v.min()), float(v.max())
     zoom = hi > lo and hi - lo < 0.2 * max(abs(hi), abs(lo))
     ylim = (lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo)) if zoom else None
-    fig = _figure((10, 6))
+    fig = new_figure((10, 6), "constrained")
     ax1, ax2 = fig.subplots(2, 1)
     ax1.bar(c, v, width=1.0, color="tab:blue")
     note = f"mean {v.mean():.4g}, min {lo:.4g}, max {hi:.4g}" + (" (y axis zoomed)" if zoom else

@@ -1,6 +1,7 @@
 """Figures of the validation metrics (facts §12.4, §12.7): PR / metric-confidence curves and the confusion matrix.
 
-matplotlib (Agg backend) and seaborn are imported when a figure is drawn, so importing the metrics stays cheap.
+Figures come from ``utils.figures.new_figure`` (pyplot-free, Agg); matplotlib and seaborn are imported when one is
+drawn, so importing the metrics stays cheap.
 """
 
 from __future__ import annotations
@@ -11,14 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from utils.figures import new_figure
 
 
 def plot_pr_curve(px: np.ndarray, py: Sequence[np.ndarray], ap: np.ndarray, save_dir: str | Path = "pr_curve.png",
@@ -33,8 +27,8 @@ def plot_pr_curve(px: np.ndarray, py: Sequence[np.ndarray], ap: np.ndarray, save
         names: names of the curves in ``py`` (legend entries only when 1…20 of them).
         map50: mAP@.5 of the bold mean curve's legend (default: mean of ``ap[:, 0]``).
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
+    fig = new_figure((9, 6))
+    ax = fig.add_subplot()
     y = np.stack(py, axis=1) if len(py) else np.zeros((len(px), 1))
     if 0 < len(names) < 21:
         for i, yi in enumerate(y.T):
@@ -50,7 +44,6 @@ def plot_pr_curve(px: np.ndarray, py: Sequence[np.ndarray], ap: np.ndarray, save
     ax.set_ylim(0, 1)
     ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
     fig.savefig(Path(save_dir), dpi=250)
-    plt.close(fig)
 
 
 def plot_mc_curve(px: np.ndarray, py: np.ndarray, save_dir: str | Path = "mc_curve.png", names: Sequence[str] = (),
@@ -64,8 +57,8 @@ def plot_mc_curve(px: np.ndarray, py: np.ndarray, save_dir: str | Path = "mc_cur
         names: class names (legend entries only when 1…20 of them).
         xlabel, ylabel: axis titles.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
+    fig = new_figure((9, 6))
+    ax = fig.add_subplot()
     py = np.asarray(py).reshape(-1, len(px))
     if 0 < len(names) < 21:
         for i, y in enumerate(py):
@@ -80,7 +73,6 @@ def plot_mc_curve(px: np.ndarray, py: np.ndarray, save_dir: str | Path = "mc_cur
     ax.set_ylim(0, 1)
     ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
     fig.savefig(Path(save_dir), dpi=250)
-    plt.close(fig)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, nc: int, file: str | Path = "confusion_matrix.png",
@@ -90,20 +82,19 @@ def plot_confusion_matrix(matrix: np.ndarray, nc: int, file: str | Path = "confu
     Tick labels are the class names plus ``background FP`` (x) / ``background FN`` (y) when 0 < len(names) < 99
     and len(names) == nc; cells are annotated when nc < 30.
     """
-    plt = _pyplot()
     import seaborn as sn
 
     array = matrix / ((matrix.sum(0).reshape(1, -1) + 1e-9) if normalize else 1)
     array[array < 0.005] = np.nan
-    fig = plt.figure(figsize=(12, 9), tight_layout=True)
+    fig = new_figure((12, 9))
+    ax = fig.add_subplot()
     sn.set(font_scale=1.0 if nc < 50 else 0.8)
     labels = (0 < len(names) < 99) and len(names) == nc
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # all-NaN matrices warn
-        sn.heatmap(array, annot=nc < 30, annot_kws={"size": 8}, cmap="Blues", fmt=".2f", square=True,
+        sn.heatmap(array, ax=ax, annot=nc < 30, annot_kws={"size": 8}, cmap="Blues", fmt=".2f", square=True,
                    xticklabels=list(names) + ["background FP"] if labels else "auto",
                    yticklabels=list(names) + ["background FN"] if labels else "auto").set_facecolor((1, 1, 1))
     fig.axes[0].set_xlabel("True")
     fig.axes[0].set_ylabel("Predicted")
     fig.savefig(Path(file), dpi=250)
-    plt.close(fig)

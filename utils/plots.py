@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from utils.annotator import Annotator, Colors, colors, is_ascii, load_font  # noqa: F401  (re-exported)
 from utils.boxes import clip_coords, xywh2xyxy, xyxy2xywh
+from utils.figures import new_figure
 from utils.general import LOGGER, increment_path
 
 __all__ = ["Annotator", "Colors", "colors", "feature_visualization", "output_to_target", "plot_images",
@@ -32,11 +33,7 @@ def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def _figure(nrows: int, ncols: int, figsize: tuple[float, float]):
     """A pyplot-free matplotlib figure with an Agg canvas and its axes array."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, tight_layout=True)
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize)
     return fig, np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
 
 
