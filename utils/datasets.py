@@ -60,8 +60,6 @@ class LoadImagesAndLabels(Dataset):
         self.stride = stride
         self.path = path
         self.albumentations = Albumentations() if augment else None
-        if augment and hyp is None:
-            raise ValueError("augment=True needs a hyp dict (e.g. data/hyps/hyp.scratch-low.yaml)")
 
         img_files = img_files_from_path(path, prefix)
         label_files = img2label_paths(img_files)
@@ -241,6 +239,10 @@ class LoadImagesAndLabels(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str, tuple | None]:
         index = self.indices[index]  # linear, shuffled, or image-weighted
         hyp = self.hyp
+        # Checked per item, not at construction: kmean_anchors builds an augment=True set without hyp (v6.1) and
+        # reads only its labels and shapes.
+        if self.augment and hyp is None:
+            raise ValueError("augment=True needs a hyp dict (e.g. data/hyps/hyp.scratch-low.yaml)")
         if self.mosaic and random.random() < hyp_value(hyp, "mosaic"):
             img, labels = self.load_mosaic(index)
             shapes = None
