@@ -31,7 +31,21 @@ def set_logging(name: str = "yolov5", verbose: bool = True) -> logging.Logger:
     return log
 
 
-LOGGER = set_logging(verbose=VERBOSE)  # the one logger (facts §15.6)
+LOGGER = set_logging(verbose=VERBOSE)  # the one logger
+
+
+class InputError(ValueError):
+    """Bad user input (a flag, a yaml, a data file, a checkpoint): the scripts print its message, no traceback."""
+
+
+def run_cli(main: Any, parse_opt: Any, script: str) -> Any:
+    """``main(parse_opt())`` for a script's ``__main__``: an :class:`InputError` or a missing file is logged as one
+    ``script: message`` line and the process exits with status 1 (other exceptions keep their traceback)."""
+    try:
+        return main(parse_opt())
+    except (InputError, FileNotFoundError) as e:
+        LOGGER.error(f"{script}: {e}")
+        raise SystemExit(1) from None
 
 
 def emojis(s: str = "") -> str:
@@ -106,17 +120,32 @@ def check_yaml(file: str | Path, suffix: tuple = (".yaml", ".yml")) -> str:
 
 
 def increment_path(path: str | Path, exist_ok: bool = False, sep: str = "", mkdir: bool = False) -> Path:
-    """``runs/exp`` -> ``runs/exp2``, ``exp3``... when the path exists (facts §15.1)."""
+    """``runs/exp`` -> ``runs/exp2``, ``exp3``... when the path exists.
+
+    With ``mkdir`` (and not ``exist_ok``) the folder is reserved atomically: two processes started at the same
+    moment get two different folders.
+    """
     path = Path(path)
-    if path.exists() and not exist_ok:
-        path, suffix = (path.with_suffix(""), path.suffix) if path.is_file() else (path, "")
-        dirs = glob.glob(f"{path}{sep}*")
-        matches = [re.search(rf"{re.escape(path.stem)}{re.escape(sep)}(\d+)", d) for d in dirs]
-        n = max([int(m.groups()[0]) for m in matches if m], default=1) + 1
-        path = Path(f"{path}{sep}{n}{suffix}")
-    if mkdir:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+    for _ in range(1000):
+        p = _next_free(path, sep) if path.exists() and not exist_ok else path
+        if not mkdir:
+            return p
+        try:
+            p.mkdir(parents=True, exist_ok=exist_ok)
+            return p
+        except FileExistsError:  # another process took it between the check and the mkdir
+            continue
+    raise FileExistsError(f"could not create a new folder next to {path}")
+
+
+def _next_free(path: Path, sep: str) -> Path:
+    """``path`` with the next free number appended (``exp`` -> ``exp2``; ``a.txt`` -> ``a2.txt``)."""
+    path, suffix = (path.with_suffix(""), path.suffix) if path.is_file() else (path, "")
+    dirs = glob.glob(f"{glob.escape(str(path))}{sep}*")
+    matches = [re.fullmatch(rf"{re.escape(path.stem)}{re.escape(sep)}(\d+)", Path(d).stem if suffix else Path(d).name)
+               for d in dirs]
+    n = max([int(m.groups()[0]) for m in matches if m], default=1) + 1
+    return Path(f"{path}{sep}{n}{suffix}")
 
 
 def expand_imgsz(imgsz: int | Sequence[int]) -> list[int]:
@@ -144,3 +173,31 @@ def get_latest_run(search_dir: str | Path = ".") -> str:
     """Path of the most recently created ``last*.pt`` under ``search_dir`` ('' if none), for ``--resume``."""
     last_list = glob.glob(f"{search_dir}/**/last*.pt", recursive=True)
     return max(last_list, key=os.path.getctime) if last_list else ""
+
+
+class OutputNames:
+    """One output name (stem) per source file, unique within a run.
+
+    Outputs are named after their source (``labels/a.txt`` for ``a.jpg``), so ``a.jpg`` and ``a.png``, or
+    ``x/a.jpg`` and ``y/a.jpg``, would write into the same files. The first source keeps its stem; each later
+    source with a stem already taken gets ``<stem>_2``, ``<stem>_3``... (with a warning naming both files).
+    """
+
+    def __init__(self) -> None:
+        self._stem_of: dict[str, str] = {}  # source -> stem
+        self._owner: dict[str, str] = {}  # stem -> source
+
+    def __call__(self, source: str | Path) -> str:
+        key = str(source)
+        if key in self._stem_of:
+            return self._stem_of[key]
+        stem = base = Path(key).stem
+        n = 1
+        while stem in self._owner:
+            n += 1
+            stem = f"{base}_{n}"
+        if n > 1:
+            LOGGER.warning(f"WARNING: {key} has the same name as {self._owner[base]}; its outputs are saved as "
+                           f"{stem}.* so that neither overwrites the other")
+        self._stem_of[key], self._owner[stem] = stem, key
+        return stem
