@@ -139,8 +139,8 @@ def test_label_cache_created_reused_rebuilt(tiny, tmp_path, monkeypatch, yolo_lo
     cache = root / "labels" / "train.cache"
     ds = LoadImagesAndLabels(str(root / "images" / "train"), 64, 4)
     assert cache.is_file() and any(f"New cache created: {cache}" in x for x in yolo_log)
-    c = np.load(cache, allow_pickle=True).item()
-    assert c["version"] == 0.6 and c["results"][-1] == 12 and set(ds.img_files) <= set(c)
+    c = labels_mod.read_label_cache(cache)
+    assert c["version"] == labels_mod.CACHE_VERSION and c["results"][-1] == 12 and set(ds.img_files) <= set(c)
     assert len(c["hash"]) == 32
 
     def no_scan(*a, **k):

@@ -195,7 +195,7 @@ def unletterbox(m: np.ndarray | torch.Tensor, img_shape: Sequence[int], img0_sha
     h, w = int(img_shape[0]), int(img_shape[1])
     h0, w0 = int(img0_shape[0]), int(img0_shape[1])
     r = min(h / h0, w / w0)  # letterbox scale
-    uw, uh = int(round(w0 * r)), int(round(h0 * r))  # resized image inside the padding
+    uw, uh = max(int(round(w0 * r)), 1), max(int(round(h0 * r)), 1)  # resized image inside the padding
     top, left = int(round((h - uh) / 2 - 0.1)), int(round((w - uw) / 2 - 0.1))
     up = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)  # (h, w)
     crop = up[max(top, 0):max(top, 0) + uh, max(left, 0):max(left, 0) + uw]  # (uh, uw)

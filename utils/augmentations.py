@@ -1,4 +1,4 @@
-"""Image augmentation for training (facts §10.6–§10.9): letterbox, HSV jitter, random perspective, MixUp,
+"""Image augmentation for training: letterbox, HSV jitter, random perspective, MixUp,
 copy-paste and the optional Albumentations pipeline.
 
 All functions work on HWC BGR uint8 numpy images. Labels are ``(n, 5)`` arrays ``[cls, x1, y1, x2, y2]`` in
@@ -21,7 +21,7 @@ PAD_COLOR = (114, 114, 114)  # grey used for letterbox borders, mosaic canvas an
 
 
 class Albumentations:
-    """Optional extra pixel augmentations from the ``albumentations`` package (facts §10.9).
+    """Optional extra pixel augmentations from the ``albumentations`` package.
 
     A no-op when ``albumentations>=1.0.3`` is not importable (it is optional and never installed automatically).
     """
@@ -64,7 +64,9 @@ class Albumentations:
 def letterbox(im: np.ndarray, new_shape: int | tuple[int, int] = (640, 640), color: tuple = PAD_COLOR,
               auto: bool = True, scaleFill: bool = False, scaleup: bool = True,
               stride: int = 32) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
-    """Resize keeping the aspect ratio, then pad to ``new_shape`` (h, w) (facts §10.6).
+    """Resize keeping the aspect ratio, then pad to ``new_shape`` (h, w).
+
+    No side is resized to less than 1 pixel, so extreme aspect ratios (e.g. 10x3000 to 64) do not fail.
 
     Args:
         im: (h, w, 3) image.
@@ -85,7 +87,7 @@ def letterbox(im: np.ndarray, new_shape: int | tuple[int, int] = (640, 640), col
     if not scaleup:
         r = min(r, 1.0)
     ratio = (r, r)
-    new_unpad = (int(round(shape[1] * r)), int(round(shape[0] * r)))  # (w, h)
+    new_unpad = (max(1, int(round(shape[1] * r))), max(1, int(round(shape[0] * r))))  # (w, h), no side 0 px
     dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
     if auto:
         dw, dh = np.mod(dw, stride), np.mod(dh, stride)
@@ -103,7 +105,7 @@ def letterbox(im: np.ndarray, new_shape: int | tuple[int, int] = (640, 640), col
 
 
 def augment_hsv(im: np.ndarray, hgain: float = 0.5, sgain: float = 0.5, vgain: float = 0.5) -> None:
-    """Random hue/saturation/value gains applied in place through lookup tables (facts §10.9)."""
+    """Random hue/saturation/value gains applied in place through lookup tables."""
     if not (hgain or sgain or vgain):
         return
     r = np.random.uniform(-1, 1, 3) * [hgain, sgain, vgain] + 1  # gains
@@ -118,7 +120,7 @@ def augment_hsv(im: np.ndarray, hgain: float = 0.5, sgain: float = 0.5, vgain: f
 
 def box_candidates(box1: np.ndarray, box2: np.ndarray, wh_thr: float = 2, ar_thr: float = 100,
                    area_thr: float = 0.1, eps: float = 1e-16) -> np.ndarray:
-    """Which boxes survive an augmentation (facts §10.8).
+    """Which boxes survive an augmentation.
 
     Args:
         box1: (4, n) xyxy boxes before augmentation (already multiplied by the scale gain).
@@ -144,7 +146,7 @@ def _warp_points(xy: np.ndarray, M: np.ndarray, perspective: bool) -> np.ndarray
 def random_perspective(im: np.ndarray, targets: np.ndarray | tuple = (), segments: list | tuple = (),
                        degrees: float = 10, translate: float = 0.1, scale: float = 0.1, shear: float = 10,
                        perspective: float = 0.0, border: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
-    """Random rotation, scale, shear, translation and perspective of an image and its boxes (facts §10.8).
+    """Random rotation, scale, shear, translation and perspective of an image and its boxes.
 
     Args:
         im: (h, w, 3) image.
@@ -205,7 +207,7 @@ def random_perspective(im: np.ndarray, targets: np.ndarray | tuple = (), segment
 
 def mixup(im: np.ndarray, labels: np.ndarray, im2: np.ndarray,
           labels2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MixUp of two same-size images with a Beta(32, 32) ratio; labels are concatenated (facts §10.7)."""
+    """MixUp of two same-size images with a Beta(32, 32) ratio; labels are concatenated."""
     r = np.random.beta(32.0, 32.0)
     im = (im * r + im2 * (1 - r)).astype(np.uint8)
     return im, np.concatenate((labels, labels2), 0)
@@ -213,7 +215,7 @@ def mixup(im: np.ndarray, labels: np.ndarray, im2: np.ndarray,
 
 def copy_paste(im: np.ndarray, labels: np.ndarray, segments: list,
                p: float = 0.5) -> tuple[np.ndarray, np.ndarray, list]:
-    """Segment copy-paste (facts §10.9): paste horizontally mirrored copies of ``round(p·n)`` random segments.
+    """Segment copy-paste: paste horizontally mirrored copies of ``round(p·n)`` random segments.
 
     A copy is only added where it overlaps every existing box by < 30 % of that box's area. Needs segments;
     a no-op otherwise. ``im`` is modified in place.

@@ -1,4 +1,4 @@
-"""Training/validation dataset and data loaders (facts §10.4, §10.5, §10.7, §10.10).
+"""Training/validation dataset and data loaders.
 
 ``LoadImagesAndLabels`` reads a folder / list file of images with YOLO label files, verifies and caches the
 labels (:mod:`utils.labels`), and serves letterboxed or mosaic-augmented images. ``create_dataloader`` wraps it
@@ -8,6 +8,7 @@ in an :class:`InfiniteDataLoader` (worker processes live across epochs). Inferen
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from multiprocessing.pool import ThreadPool
@@ -26,6 +27,7 @@ from utils.augmentations import (Albumentations, augment_hsv, copy_paste, hyp_va
 from utils.boxes import xyn2xy, xywhn2xyxy, xyxy2xywhn
 from utils.general import LOGGER, NUM_THREADS
 from utils.inference_loaders import LoadImages, LoadStreams  # noqa: F401  (v6.1 imports them from here)
+from utils.label_cache import atomic_write
 from utils.labels import (BAR_FORMAT, CACHE_VERSION, HELP_URL, IMG_FORMATS, VID_FORMATS, class_range_problems,
                           count_row_issues, img2label_paths, img_files_from_path, load_or_scan_labels, summary_line,
                           verify_image_label, writeable_location)
@@ -36,7 +38,7 @@ __all__ = ["IMG_FORMATS", "VID_FORMATS", "img2label_paths", "verify_image_label"
 
 
 class LoadImagesAndLabels(Dataset):
-    """Images + YOLO labels for training and validation (facts §10.4).
+    """Images + YOLO labels for training and validation.
 
     Each item is ``(img (3, H, W) uint8 RGB, labels (n, 6) [0, cls, x, y, w, h] normalised, path, shapes)``
     where ``shapes = ((h0, w0), ((h / h0, w / w0), (padw, padh)))`` for letterboxed items and None for mosaics.
@@ -117,7 +119,7 @@ class LoadImagesAndLabels(Dataset):
             LOGGER.warning(f"{prefix}WARNING: No labels found in {cache_path}. {HELP_URL}")
 
     def _sort_rect(self, bi: np.ndarray, img_size: int, stride: int, pad: float) -> None:
-        """Sort by aspect ratio h/w and compute one letterbox shape (h, w) per batch (facts §10.4)."""
+        """Sort by aspect ratio h/w and compute one letterbox shape (h, w) per batch (a multiple of ``stride``)."""
         ar = self.shapes[:, 1] / self.shapes[:, 0]
         irect = ar.argsort(kind="stable")
         self.img_files = [self.img_files[i] for i in irect]
@@ -133,11 +135,30 @@ class LoadImagesAndLabels(Dataset):
             shapes.append([maxi, 1] if maxi < 1 else [1, 1 / mini] if mini > 1 else [1, 1])
         self.batch_shapes = np.ceil(np.array(shapes) * img_size / stride + pad).astype(int) * stride
 
-    def _resized_hw(self, i: int) -> tuple[int, int]:
-        """(h, w) of image ``i`` after :meth:`load_image` resizing."""
-        w0, h0 = (int(x) for x in self.shapes[i])
+    def _resized_hw(self, i: int, hw0: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(h, w) of image ``i`` (original size ``hw0``, default from the scan) after :meth:`load_image` resizing.
+
+        The long side becomes ``img_size``; no side is less than 1 pixel (a 10x3000 image at 64 is 1x64, not 0x64).
+        """
+        h0, w0 = hw0 or (int(self.shapes[i][1]), int(self.shapes[i][0]))
         r = self.img_size / max(h0, w0)
-        return (int(h0 * r), int(w0 * r)) if r != 1 else (h0, w0)
+        return (max(1, int(h0 * r)), max(1, int(w0 * r))) if r != 1 else (h0, w0)
+
+    @staticmethod
+    def npy_name(img_file: str) -> str:
+        """Disk-cache name of an image: stem + hash of its resolved path (suffix included), one per source file."""
+        key = hashlib.md5(os.fsencode(Path(img_file).resolve()), usedforsecurity=False).hexdigest()[:12]
+        return f"{Path(img_file).stem}-{key}.npy"
+
+    def _npy_fresh(self, i: int) -> bool:
+        """Whether the ``.npy`` of image ``i`` exists, is not older than the image and has the resized shape."""
+        npy = self.img_npy[i]
+        try:
+            if npy.stat().st_mtime_ns < os.stat(self.img_files[i]).st_mtime_ns:
+                return False
+            return np.load(npy, mmap_mode="r", allow_pickle=False).shape[:2] == self._resized_hw(i)
+        except (OSError, ValueError, EOFError):  # missing, unreadable or truncated array
+            return False
 
     def _cache_images(self, mode: bool | str, prefix: str) -> None:
         """Cache resized images in RAM, or as ``.npy`` files in ``<first image dir>_npy`` for ``'disk'``."""
@@ -147,14 +168,15 @@ class LoadImagesAndLabels(Dataset):
                 LOGGER.warning(f"{prefix}WARNING: no writeable folder for the disk image cache, not caching")
                 return
             npy_dir.mkdir(parents=True, exist_ok=True)
-            self.img_npy = [npy_dir / Path(f).with_suffix(".npy").name for f in self.img_files]
+            self.img_npy = [npy_dir / self.npy_name(f) for f in self.img_files]
 
         def work(i: int) -> int:
             if mode == "disk":
                 npy = self.img_npy[i]
-                if not npy.exists() or np.load(npy, mmap_mode="r").shape[:2] != self._resized_hw(i):
+                if not self._npy_fresh(i):  # missing, older than its image, or another size
                     self.img_npy[i] = None  # read the original image, not a stale array
-                    np.save(npy, self.load_image(i)[0])
+                    im = self.load_image(i)[0]
+                    atomic_write(npy, lambda f: np.save(f, im, allow_pickle=False))
                     self.img_npy[i] = npy
                 return npy.stat().st_size
             self.imgs[i], self.img_hw0[i], self.img_hw[i] = self.load_image(i)
@@ -177,22 +199,21 @@ class LoadImagesAndLabels(Dataset):
             return self.imgs[i], self.img_hw0[i], self.img_hw[i]
         npy = self.img_npy[i]
         if npy is not None and npy.exists():
-            im = np.load(npy)
+            im = np.load(npy, allow_pickle=False)
             w0, h0 = (int(x) for x in self.shapes[i])
         else:
             im = cv2.imread(self.img_files[i])  # BGR
             if im is None:
                 raise FileNotFoundError(f"Image Not Found {self.img_files[i]}")
             h0, w0 = im.shape[:2]
-        r = self.img_size / max(h0, w0)
-        size = (int(w0 * r), int(h0 * r)) if r != 1 else (w0, h0)  # (w, h)
-        if (im.shape[1], im.shape[0]) != size:
-            interp = cv2.INTER_LINEAR if self.augment or r > 1 else cv2.INTER_AREA
-            im = cv2.resize(im, size, interpolation=interp)
+        h, w = self._resized_hw(i, (h0, w0))
+        if im.shape[:2] != (h, w):
+            interp = cv2.INTER_LINEAR if self.augment or self.img_size > max(h0, w0) else cv2.INTER_AREA
+            im = cv2.resize(im, (w, h), interpolation=interp)
         return im, (h0, w0), im.shape[:2]
 
     def load_mosaic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """4-image mosaic around a random centre, then copy-paste and random perspective (facts §10.7).
+        """4-image mosaic around a random centre, then copy-paste and random perspective.
 
         Returns:
             ``(image (img_size, img_size, 3), labels (n, 5) [cls, x1, y1, x2, y2] pixels)``.
@@ -293,7 +314,7 @@ class LoadImagesAndLabels(Dataset):
 
     @staticmethod
     def collate_fn4(batch: list) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:
-        """Quad collate (facts §10.10): every 4 items become one 2x image (upsampled first item or a 2x2 tile)."""
+        """Quad collate: every 4 items become one 2x image (upsampled first item or a 2x2 tile)."""
         im, label, path, shapes = zip(*batch)
         n = len(shapes) // 4
         im4, label4 = [], []
@@ -314,7 +335,6 @@ class LoadImagesAndLabels(Dataset):
         for i, lb in enumerate(label4):
             lb[:, 0] = i
         return torch.stack(im4, 0), torch.cat(label4, 0), path[::4][:n], shapes[::4][:n]
-
 
 
 class _RepeatSampler:
@@ -354,7 +374,7 @@ def create_dataloader(path: str | Path | list, imgsz: int, batch_size: int, stri
                       rect: bool = False, rank: int = -1, workers: int = 8, image_weights: bool = False,
                       quad: bool = False, prefix: str = "", shuffle: bool = False,
                       nc: int | None = None) -> tuple[DataLoader, LoadImagesAndLabels]:
-    """Build the dataset (rank 0 first under DDP) and its loader (facts §10.10).
+    """Build the dataset (rank 0 first under DDP) and its loader.
 
     Shuffling is reproducible: the loader's generator is seeded from ``torch.initial_seed()`` (set by
     ``init_seeds``) plus the rank, and torch seeds ``random``/numpy in each worker from it.

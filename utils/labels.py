@@ -1,31 +1,28 @@
-"""Image/label file discovery and verification, and the label cache (facts §10.2, §10.3).
+"""Image/label file discovery and verification, and building or reusing the label cache.
+
+Image and label files: ``.../images/.../x.jpg`` has its labels in ``.../labels/.../x.txt`` (the last ``images``
+folder of the path becomes ``labels``), one ``class x y w h`` row (normalised) or ``class x1 y1 x2 y2 ...`` polygon
+row per object. Label files and ``.txt`` list files may start with a UTF-8 byte order mark, which is ignored.
 
 Bad-input policy (stricter and friendlier than v6.1): every problem is logged as a warning that names the file
 (and ``file:line`` for label rows) and the reason, and the run goes on without losing anything valid:
 
-* an unusable image (zero bytes, not an image, undecodable, < 10 px, unsupported format) is dropped and counted
-  as corrupt;
+* an unusable image (zero bytes, not an image, < 10 px, unsupported format, or not decodable by OpenCV's
+  ``cv2.imread``, which the loader uses) is dropped and counted as corrupt; the scan decodes every image exactly
+  as the loader does and takes its ``(w, h)`` from the decoded array, so the scan and the loader agree;
 * a JPEG without its end marker that still decodes is kept, with a warning; user files are never rewritten;
 * a bad label row (field count, non-numeric, negative, out of range, zero size, non-integer class) drops only
   that row; duplicate rows are removed; a missing label file means a background image, an empty one no labels.
   ``class >= nc`` is checked by the dataset (see :func:`class_range_problems`), not here, so the cache does not
   depend on ``nc``.
 
-Cache location: ``<labels dir>.cache`` (or ``<list file>.cache``) as in v6.1, same dict layout and version 0.6,
-so caches are interchangeable with v6.1. When that folder is not writeable (a read-only dataset such as
-``../shared/data/bccd``; read-only permission bits are respected even when running as root) the cache goes to
-a per-user fallback folder instead: ``$YOLOV5_CACHE_DIR`` if set, else ``<repo>/runs/.cache`` (git-ignored),
-else ``<tmp>/yolov5-cache-<user>``, under the name ``<md5 of the primary cache path>[:16]-<primary name>``.
-The "not writeable" warning is logged once per folder per process.
+The cache file format, its hash and its location are in :mod:`utils.label_cache` (names re-exported here).
 """
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import os
 import re
-import tempfile
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import NamedTuple
@@ -35,21 +32,21 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from utils.general import LOGGER, NUM_THREADS, ROOT
+from utils.general import NUM_THREADS
+from utils.label_cache import (CACHE_VERSION, atomic_write, dir_writeable, fallback_dirs,  # noqa: F401 (re-exports)
+                               fallback_path, get_hash, load_label_cache, read_label_cache, save_label_cache,
+                               writeable_location)
 
 IMG_FORMATS = ["bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"]  # image suffixes
 VID_FORMATS = ["asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "wmv"]  # video suffixes
 HELP_URL = "See https://github.com/ultralytics/yolov5/wiki/Train-Custom-Data"
-CACHE_VERSION = 0.6  # label cache version (v6.1)
 COORD_EPS = 1e-6  # rounding slack allowed outside [0, 1] for coordinates (values are clipped back)
 MAX_ROW_MSGS = 10  # per label file; further bad rows are summarised in one line
 BAR_FORMAT = "{l_bar}{bar:10}{r_bar}{bar:-10b}"
 
-_warned_dirs: set[str] = set()  # cache folders already reported as not writeable in this process
-
 
 def img2label_paths(img_paths: list[str]) -> list[str]:
-    """Label path of each image: last ``/images/`` -> ``/labels/``, extension -> ``.txt`` (facts §10.2)."""
+    """Label path of each image: last ``/images/`` -> ``/labels/``, extension -> ``.txt``."""
     sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
     return [sb.join(str(x).rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt" for x in img_paths]
 
@@ -67,7 +64,7 @@ def img_files_from_path(path: str | Path | list, prefix: str = "") -> list[str]:
             files += [str(x) for x in p.glob("**/*.*")]
         elif p.is_file():
             parent = str(p.parent) + os.sep
-            lines = [x.strip() for x in p.read_text().splitlines() if x.strip()]
+            lines = [x.strip() for x in p.read_text(encoding="utf-8-sig").splitlines() if x.strip()]
             files += [parent + x[2:] if x.startswith("./") else x for x in lines]  # ./ = relative to the list
         else:
             raise FileNotFoundError(f"{prefix}Error loading data from {path}: {prefix}{p} does not exist\n{HELP_URL}")
@@ -93,7 +90,7 @@ class LabelCheck(NamedTuple):
 
     im_file: str | None  # None when the image is dropped
     labels: np.ndarray  # (n, 5) float32 [cls, x, y, w, h] normalised
-    shape: tuple[int, int] | None  # (w, h) after EXIF orientation
+    shape: tuple[int, int] | None  # (w, h) of the image as cv2.imread decodes it (EXIF orientation applied)
     segments: list  # n (k, 2) float32 polygons when the file has polygon rows, else []
     nm: int  # 1 if the label file is missing
     nf: int  # 1 if the label file is found
@@ -106,34 +103,42 @@ class _BadImage(Exception):
     """An image that cannot be used; the message is the reason."""
 
 
+def _decoded_shape(im_file: str, truncated: bool) -> tuple[int, int]:
+    """(w, h) of the image decoded with ``cv2.imread`` exactly as the loader does; :class:`_BadImage` if it fails."""
+    try:
+        im = cv2.imread(im_file)
+    except cv2.error as e:  # e.g. larger than OpenCV's pixel limit
+        raise _BadImage(f"OpenCV cannot decode it ({str(e).strip()})") from None
+    if im is None:
+        raise _BadImage("truncated JPEG (no end marker) that cannot be decoded" if truncated else
+                        "OpenCV cannot decode it (cv2.imread returned None; the loader reads images with it)")
+    return im.shape[1], im.shape[0]
+
+
 def _check_image(im_file: str, prefix: str) -> tuple[tuple[int, int], list[str]]:
     """(w, h) of a usable image and warnings; raises :class:`_BadImage` with the reason otherwise."""
     if os.path.getsize(im_file) == 0:
         raise _BadImage("empty file (0 bytes)")
     try:
         with Image.open(im_file) as im:
-            im.verify()  # must come first after open
-        with Image.open(im_file) as im:
-            shape = exif_size(im)
             fmt = (im.format or "").lower()
+            im.verify()  # must come first after open
     except UnidentifiedImageError:
         raise _BadImage("not an image file (unrecognised content)") from None
     except Exception as e:
         raise _BadImage(f"undecodable image ({type(e).__name__}: {e})") from None
     if fmt not in IMG_FORMATS:
         raise _BadImage(f"invalid image format {fmt}")
-    if shape[0] < 10 or shape[1] < 10:
-        raise _BadImage(f"image size {shape} <10 pixels")
-    msgs = []
+    truncated = False
     if fmt in ("jpg", "jpeg"):
         with open(im_file, "rb") as f:
             f.seek(-2, 2)
-            end_ok = f.read() == b"\xff\xd9"
-        if not end_ok:
-            if cv2.imread(im_file) is None:
-                raise _BadImage("truncated JPEG (no end marker) that cannot be decoded")
-            msgs.append(f"{prefix}WARNING: {im_file}: JPEG has no end marker (truncated?) but decodes; "
-                        "used as is (file not modified)")
+            truncated = f.read() != b"\xff\xd9"
+    shape = _decoded_shape(im_file, truncated)  # EXIF orientation applied, as in the loader
+    if shape[0] < 10 or shape[1] < 10:
+        raise _BadImage(f"image size {shape} <10 pixels")
+    msgs = [f"{prefix}WARNING: {im_file}: JPEG has no end marker (truncated?) but decodes; "
+            "used as is (file not modified)"] if truncated else []
     return shape, msgs
 
 
@@ -166,7 +171,7 @@ def parse_label_file(lb_file: str, prefix: str = "") -> tuple[np.ndarray, list, 
     Raises:
         OSError / UnicodeDecodeError: the file cannot be read as text.
     """
-    with open(lb_file, encoding="utf-8") as f:
+    with open(lb_file, encoding="utf-8-sig") as f:  # a leading byte order mark is not part of row 1
         lines = f.read().splitlines()
     rows, polys, line_nos, msgs, n_bad, n_poly = [], [], [], [], 0, 0
     for i, line in enumerate(lines, 1):
@@ -222,7 +227,7 @@ def _dropped(msg: str) -> LabelCheck:
 
 
 def verify_image_label(args: tuple[str, str, str]) -> LabelCheck:
-    """Check one ``(im_file, lb_file, prefix)`` pair (facts §10.2 with this project's bad-input policy)."""
+    """Check one ``(im_file, lb_file, prefix)`` pair with the bad-input policy of this module."""
     im_file, lb_file, prefix = args
     try:
         shape, msgs = _check_image(im_file, prefix)
@@ -275,91 +280,9 @@ def summary_line(results: tuple, rows: int = 0, dups: int = 0) -> str:
     return s + (f", {rows} label rows ignored" if rows else "") + (f", {dups} duplicate labels removed" if dups else "")
 
 
-def get_hash(paths: list[str]) -> str:
-    """md5 of the summed size of the existing files, updated with the joined paths (facts §10.3)."""
-    size = sum(os.path.getsize(p) for p in paths if os.path.exists(p))
-    h = hashlib.md5(str(size).encode())
-    h.update("".join(paths).encode())
-    return h.hexdigest()
-
-
-def dir_writeable(d: Path) -> tuple[bool, str]:
-    """Whether files may be created in ``d`` (respecting read-only permission bits even for root) and why not."""
-    if not d.is_dir():
-        return False, f"{d} does not exist"
-    if not os.access(d, os.W_OK) or not d.stat().st_mode & 0o222:
-        return False, "read-only folder"
-    return True, ""
-
-
-def fallback_dirs() -> list[Path]:
-    """Per-user folders for caches of read-only datasets, in order of preference."""
-    env = os.getenv("YOLOV5_CACHE_DIR")
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
-    tmp = Path(tempfile.gettempdir()) / f"yolov5-cache-{user}"
-    return ([Path(env)] if env else []) + [ROOT / "runs" / ".cache", tmp]
-
-
-def fallback_path(primary: Path) -> Path | None:
-    """Where the cache (or ``_npy`` folder) ``primary`` goes when its folder is not writeable; None if nowhere."""
-    name = f"{hashlib.md5(str(primary.resolve()).encode()).hexdigest()[:16]}-{primary.name}"
-    for d in fallback_dirs():
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if dir_writeable(d)[0]:
-            return d / name
-    return None
-
-
-def writeable_location(primary: Path, prefix: str = "") -> Path | None:
-    """``primary`` if its folder is writeable, else its fallback (warning once per folder)."""
-    ok, why = dir_writeable(primary.parent)
-    if ok:
-        return primary
-    alt = fallback_path(primary)
-    if str(primary.parent) not in _warned_dirs:
-        _warned_dirs.add(str(primary.parent))
-        LOGGER.warning(f"{prefix}WARNING: Cache directory {primary.parent} is not writeable: {why}"
-                       + (f"; using {alt.parent} instead" if alt else ""))
-    return alt
-
-
-def load_label_cache(path: Path, hash_: str) -> dict | None:
-    """The cache dict at ``path`` if it loads and has this version and hash, else None."""
-    try:
-        cache = np.load(str(path), allow_pickle=True).item()
-        if cache["version"] == CACHE_VERSION and cache["hash"] == hash_:
-            return cache
-    except Exception:  # missing, unreadable or foreign file: rebuild
-        pass
-    return None
-
-
-def save_label_cache(cache: dict, primary: Path, prefix: str = "") -> Path | None:
-    """Write ``cache`` atomically to ``primary`` or its fallback; returns the path written (None on failure)."""
-    path = writeable_location(primary, prefix)
-    if path is None:
-        return None
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.npy")
-    try:
-        np.save(str(tmp), cache)
-        os.replace(tmp, path)  # a reader never sees a half-written cache
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        LOGGER.warning(f"{prefix}WARNING: Cache directory {path.parent} is not writeable: {e}")
-        return None
-    LOGGER.info(f"{prefix}New cache created: {path}")
-    return path
-
-
 def scan_labels(img_files: list[str], label_files: list[str], desc: str, prefix: str = "",
                 hash_: str | None = None) -> dict:
-    """Verify every image/label pair in a thread pool; returns the cache dict (facts §10.3 layout)."""
+    """Verify every image/label pair in a thread pool; returns the in-memory cache dict (see utils.label_cache)."""
     x: dict = {}
     nm = nf = ne = nc = 0
     msgs: list[str] = []
