@@ -21,15 +21,16 @@ A channel rule is a callable ``rule(ctx: LayerContext) -> LayerArgs``. The rules
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import torch.nn as nn
 
-from utils.general import make_divisible
+from utils.general import InputError, make_divisible
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(InputError):
     """A model yaml that cannot be built; the message names the file, the layer and what is wrong."""
 
 
@@ -129,6 +130,8 @@ def detect(ctx: LayerContext) -> LayerArgs:
     if len(ctx.args) < 2:
         raise ModelConfigError(f"{ctx.name} needs the arguments [nc, anchors], got {ctx.args}")
     nc, anchors, *rest = ctx.args
+    check_nc(nc)
+    check_anchors(anchors)
     if isinstance(anchors, int):  # anchors per level -> (0,1), (2,3), ... px, replaced later by AutoAnchor
         anchors = [list(range(anchors * 2))] * len(ctx.c_in)
     elif len(anchors) != len(ctx.c_in):
@@ -257,3 +260,89 @@ def resolve_arg(a: Any, scope: dict[str, Any]) -> Any:
             return scope[a]
         return {"None": None, "True": True, "False": False}.get(a, a)
     return a
+
+
+# ----------------------------------------------------------------------------------------- model yaml values
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_nc(nc: Any) -> None:
+    """Raise ModelConfigError unless ``nc`` (the number of classes) is a positive int."""
+    if not (isinstance(nc, int) and not isinstance(nc, bool) and nc > 0):
+        raise ModelConfigError(f"nc must be a positive integer, got {nc!r}")
+
+
+def check_multiple(key: str, v: Any) -> None:
+    """Raise ModelConfigError unless ``v`` (``depth_multiple`` or ``width_multiple``) is a positive number."""
+    if not (_is_number(v) and v > 0):
+        raise ModelConfigError(f"{key} must be a positive number, got {v!r}")
+
+
+def check_anchors(anchors: Any) -> None:
+    """Raise ModelConfigError unless ``anchors`` is a positive int (anchors per level) or a non-empty list of levels,
+    each a non-empty, even-length list (w, h pairs) of positive numbers, all levels of the same length."""
+    if isinstance(anchors, int) and not isinstance(anchors, bool) and anchors > 0:
+        return
+    what = ("anchors must be a positive int (anchors per level) or a non-empty list of levels, each an even-length "
+            "list of positive numbers (w, h pairs)")
+    if not (isinstance(anchors, list) and anchors):
+        raise ModelConfigError(f"{what}; got {anchors!r}")
+    for k, a in enumerate(anchors):
+        if not (isinstance(a, list) and a and len(a) % 2 == 0 and all(_is_number(v) and v > 0 for v in a)):
+            raise ModelConfigError(f"{what}; level {k} is {a!r}")
+    if len({len(a) for a in anchors}) > 1:
+        raise ModelConfigError(f"every anchor level must have the same number of values, got "
+                               f"{[len(a) for a in anchors]}")
+
+
+def check_model_dict(d: dict, ch: Any) -> list:
+    """Check the model-wide values of a model dict and return its layer rows, backbone then head.
+
+    Args:
+        d: the model dict (nc, depth_multiple, width_multiple, anchors, backbone, head).
+        ch: the input channel count.
+
+    Raises:
+        ModelConfigError: a missing key, a bad nc, depth_multiple, width_multiple, anchors or ch, a section that is
+            not a list, or no layers; the message leaves naming the file to the caller.
+    """
+    missing = [k for k in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head") if k not in d]
+    if missing:
+        raise ModelConfigError(f"missing key(s) {', '.join(missing)}")
+    check_nc(d["nc"])
+    check_multiple("depth_multiple", d["depth_multiple"])
+    check_multiple("width_multiple", d["width_multiple"])
+    check_anchors(d["anchors"])
+    if not (isinstance(ch, int) and not isinstance(ch, bool) and ch > 0):
+        raise ModelConfigError(f"ch (input channels) must be a positive integer, got {ch!r}")
+    for k in ("backbone", "head"):
+        if not isinstance(d[k], (list, type(None))):
+            raise ModelConfigError(f"'{k}' must be a list of layer rows, got {type(d[k]).__name__}")
+    rows = (d["backbone"] or []) + (d["head"] or [])
+    if not rows:
+        raise ModelConfigError("no layers in backbone/head")
+    return rows
+
+
+def from_channels(f: Any, i: int, ch: int, out_ch: list[int]) -> list[int]:
+    """The channel counts that layer ``i`` receives: ``out_ch[j]`` of each layer ``j`` its ``from`` field ``f`` names
+    (``ch``, the image's, for ``-1`` at layer 0); :attr:`LayerContext.c_in`.
+
+    Raises:
+        ModelConfigError: an empty list, a non-index entry, or an index forward of ``i`` or before layer 0.
+    """
+    if isinstance(f, list) and not f:
+        raise ModelConfigError("'from' is an empty list")
+    c_in = []
+    for x in f if isinstance(f, list) else [f]:
+        if not isinstance(x, int) or isinstance(x, bool):
+            raise ModelConfigError(f"'from' entries must be layer indices, got {x!r}")
+        if x >= i:
+            raise ModelConfigError(f"'from' index {x} points forward (layer {i} can only take earlier layers, "
+                                   f"0..{i - 1}, or -1 for the previous one)")
+        j = i + x if x < 0 else x
+        if j < 0 and not (i == 0 and x == -1):
+            raise ModelConfigError(f"'from' index {x} points before layer 0")
+        c_in.append(ch if j < 0 else out_ch[j])
+    return c_in

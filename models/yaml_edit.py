@@ -21,8 +21,9 @@ Semantics (``p`` is the new layer's index; ``--after N`` is ``--at N+1``):
 * **move** is remove then insert at the target position (index in the final list) reading the layer before it; it is
   meant for single-input layers such as attention modules.
 
-The new row joins the section (backbone or head) of the layer before it. Files must have one layer row per line (all
-official yamls do); other layouts raise a clear error.
+Layers are numbered as ``parse_model`` numbers them: backbone rows first, then head rows, whichever section comes
+first in the text. The new row joins the section (backbone or head) of the layer before it. Files must have one layer
+row per line (all official yamls do); other layouts raise a clear error.
 """
 
 from __future__ import annotations
@@ -79,20 +80,12 @@ def _scan(lines: list[str], file: str) -> list[_Row]:
     section, depth = None, 0
     for ln, line in enumerate(lines):
         code, _ = _code_and_comment(line)
-        if depth == 0:
-            m = re.match(r"^(\w+)\s*:", code)
-            if m:
-                section = m.group(1) if m.group(1) in SECTIONS else None
-                code_start = m.end()
-            elif section is None or not code.strip():
-                continue
-            else:
-                code_start = 0
-        else:
-            code_start = 0
+        m = re.match(r"^(\w+)\s*:", code) if depth == 0 else None  # a top-level key starts or ends a section
+        if m:
+            section = m.group(1) if m.group(1) in SECTIONS else None
         if section is None:
             continue
-        k, row_start, found = code_start, None, 0
+        k, row_start, found = m.end() if m else 0, None, 0
         while k < len(code):
             ch = code[k]
             if ch in "'\"":
@@ -133,13 +126,9 @@ def _fmt(v) -> str:
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
-    if v is None:
-        return "None"
-    if isinstance(v, str) and (v in ("None", "True", "False", "nc", "anchors") or re.fullmatch(r"[A-Za-z_][\w.]*", v)):
-        return v
-    if isinstance(v, str):
-        return repr(v)
-    return str(v)
+    if isinstance(v, str):  # plain names (Conv, nn.Upsample, nc, None...) unquoted, other strings quoted
+        return v if re.fullmatch(r"[A-Za-z_][\w.]*", v) else repr(v)
+    return str(v)  # numbers, booleans, None
 
 
 class _Doc:
@@ -149,7 +138,16 @@ class _Doc:
         self.file = file
         self.lines = text.splitlines()
         self.trailing_newline = text.endswith("\n")
-        self.rows = _scan(self.lines, file)
+        # parse_model numbers the backbone rows first, then the head rows, whichever section comes first in the text
+        self.rows = sorted(_scan(self.lines, file), key=lambda r: SECTIONS.index(r.section))
+        try:
+            d = yaml.load(text, Loader=_LOADER)
+        except yaml.YAMLError as e:
+            raise ModelConfigError(f"{file}: not valid yaml: {e}") from None
+        rows = [*(d.get("backbone") or []), *(d.get("head") or [])] if isinstance(d, dict) else None
+        if [r.value for r in self.rows] != rows:
+            raise ModelConfigError(f"{file}: cannot edit this layout: the layer rows found in the text differ from the "
+                                   "yaml's backbone + head (write each of 'backbone:' and 'head:' once, at column 0)")
         if not self.rows:
             raise ModelConfigError(f"{file}: no backbone/head layer rows found")
 
@@ -174,8 +172,7 @@ class _Doc:
     def _set_row(self, k: int, value: list, old_i: int) -> None:
         """Write row ``k``'s new ``from`` field into its line and renumber an index comment equal to ``old_i``."""
         r = self.rows[k]
-        line = self.lines[r.line]
-        code, comment = _code_and_comment(line)
+        code, comment = _code_and_comment(self.lines[r.line])
         old_text = code[r.start:r.end]
         f_new = _fmt(value[0])
         # replace only the 'from' field so the rest of the row keeps its spelling
@@ -184,8 +181,7 @@ class _Doc:
         if old_i != k:
             comment = _INDEX_COMMENT.sub(lambda mm: f"{mm.group(1)}{k}" if int(mm.group(2)) == old_i
                                          else mm.group(0), comment)
-        new_code = code[:r.start] + new_text + code[r.end:]
-        self.lines[r.line] = new_code + comment
+        self.lines[r.line] = code[:r.start] + new_text + code[r.end:] + comment
         r.end = r.start + len(new_text)
         r.value = value
 
@@ -241,10 +237,8 @@ def insert(text: str, index: int, module: str, args: list | None = None, number:
     if any(a >= index or a < -1 for a in src_abs):
         raise ModelConfigError(f"{file}: source {source} must be an earlier layer than {index}")
     wrapped = src_abs[0] if rewire and len(src_abs) == 1 else None  # -1 here: the image (index 0)
-    new_froms = []
-    for i, src in enumerate(froms):
-        new_froms.append([(index if (wrapped is not None and a == wrapped and i >= index) else shift(a), rel)
-                          for a, rel in src])
+    new_froms = [[(index if wrapped is not None and a == wrapped and i >= index else shift(a), rel) for a, rel in src]
+                 for i, src in enumerate(froms)]
     # text: the new line goes after row index-1 (same section), or before row 0
     value = [source if isinstance(source, int) else list(source), number, module, list(args or [])]
     note = comment or f"# {index}"

@@ -26,7 +26,8 @@ import yaml  # noqa: E402
 
 import models.attention  # noqa: E402,F401  (registers the attention modules)
 import models.common  # noqa: E402,F401  (registers the v6.1 layers)
-from models.registry import LayerContext, ModelConfigError, closest, detect, register, resolve, resolve_arg  # noqa: E402
+from models.registry import (LayerContext, ModelConfigError, check_model_dict, closest, detect,  # noqa: E402
+                             from_channels, register, resolve, resolve_arg, specs)
 from utils.autoanchor import check_anchor_order  # noqa: E402
 from utils.flops import count_macs  # noqa: E402
 from utils.general import LOGGER, check_yaml, print_args  # noqa: E402
@@ -107,15 +108,14 @@ class Model(nn.Module):
         self.names = [str(i) for i in range(self.yaml["nc"])]
         self.inplace = self.yaml.get("inplace", True)
 
-        m = self.model[-1]
-        if isinstance(m, Detect):
-            s = 256  # stride probe: one training-mode pass of zeros at batch 1
-            m.inplace = self.inplace
-            m.stride = torch.tensor([s / x.shape[-2] for x in self.forward(torch.zeros(1, ch, s, s))])
-            m.anchors /= m.stride.view(-1, 1, 1)  # pixels -> grid units
-            check_anchor_order(m)
-            self.stride = m.stride
-            self._initialize_biases()
+        m = self.model[-1]  # Detect (parse_model checks it)
+        s = 256  # stride probe: one training-mode pass of zeros at batch 1
+        m.inplace = self.inplace
+        m.stride = torch.tensor([s / x.shape[-2] for x in self._stride_probe(torch.zeros(1, ch, s, s), src)])
+        m.anchors /= m.stride.view(-1, 1, 1)  # pixels -> grid units
+        check_anchor_order(m)
+        self.stride = m.stride
+        self._initialize_biases()
         initialize_weights(self)
         self.info()
         LOGGER.info("")
@@ -141,8 +141,7 @@ class Model(nn.Module):
     def _forward_once(self, x: torch.Tensor, profile: bool = False, visualize: bool | Path = False):
         y, dt = [], []  # stored outputs, profile times
         for m in self.model:
-            if m.f != -1:  # input from earlier layers
-                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+            x = _layer_input(m, x, y)
             if profile:
                 self._profile_one_layer(m, x, dt)
             x = m(x)
@@ -150,6 +149,24 @@ class Model(nn.Module):
             if visualize:
                 feature_visualization(x, m.type, m.i, save_dir=visualize)
         return x
+
+    def _stride_probe(self, x: torch.Tensor, src: str) -> list[torch.Tensor]:
+        """The build-time forward of ``x``. A failure is rerun layer by layer and raised as a ModelConfigError naming
+        the file, the layer index and row, the module and the input shapes it got, chained from the original error."""
+        try:
+            return self.forward(x)
+        except Exception as e:
+            rows, y, xi = (self.yaml["backbone"] or []) + (self.yaml["head"] or []), [], x
+            for m in self.model:
+                xi = _layer_input(m, xi, y)
+                got = _shapes(xi)  # before the call: Detect rewrites its input list
+                try:
+                    xi = m(xi)
+                except Exception as err:
+                    msg = f"{m.type} got input {got} in the build-time stride probe (zeros {tuple(x.shape)}) and failed"
+                    raise _row_error(src, m.i, rows[m.i], f"{msg}: {type(err).__name__}: {err}") from e
+                y.append(xi if m.i in self.save else None)
+            raise  # not reproduced layer by layer: the original error
 
     def _descale_pred(self, p: torch.Tensor, flips: int | None, scale: float, img_size: tuple) -> torch.Tensor:
         """Undo TTA scaling and flips on decoded predictions (bs, N, no)."""
@@ -234,6 +251,19 @@ class Model(nn.Module):
         return self
 
 
+def _layer_input(m: nn.Module, x: Any, y: list) -> Any:
+    """The input of layer ``m``: the previous output ``x``, or the saved outputs ``y`` that its ``from`` names."""
+    if m.f == -1:
+        return x
+    return y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+
+
+def _shapes(x: Any) -> str:
+    """``shape (1, 64, 32, 32)`` or ``shapes [(...), (...)]`` of a layer input, for error messages."""
+    one = lambda t: str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__  # noqa: E731
+    return f"shapes [{', '.join(map(one, x))}]" if isinstance(x, (list, tuple)) else f"shape {one(x)}"
+
+
 def load_model_yaml(path: str | Path) -> dict:
     """Read a model yaml; errors name the file."""
     path = Path(path)
@@ -272,9 +302,14 @@ def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Seq
         ModelConfigError: naming the file, the layer index and what is wrong.
     """
     src = file or "model dict"
-    missing = [k for k in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head") if k not in d]
-    if missing:
-        raise ModelConfigError(f"{src}: missing key(s) {', '.join(missing)}")
+    try:
+        rows = check_model_dict(d, ch[-1])
+    except ModelConfigError as e:
+        raise ModelConfigError(f"{src}: {e}") from None
+    name = rows[-1][2] if isinstance(rows[-1], list) and len(rows[-1]) == 4 else None
+    last = next((s.cls for s in specs() if s.name == name), Detect)  # malformed or unknown: reported at its row
+    if not issubclass(last, Detect):
+        raise _row_error(src, len(rows) - 1, rows[-1], f"the last layer must be Detect, got {name}")
     LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
     anchors, nc, gd, gw = d["anchors"], d["nc"], d["depth_multiple"], d["width_multiple"]
     na = (len(anchors[0]) // 2) if isinstance(anchors, list) else anchors  # anchors per level
@@ -282,7 +317,7 @@ def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Seq
     scope = {"nc": nc, "anchors": anchors}
 
     layers, save, out_ch = [], [], []  # out_ch[i] = output channels of layer i
-    for i, row in enumerate((d["backbone"] or []) + (d["head"] or [])):
+    for i, row in enumerate(rows):
         if not (isinstance(row, list) and len(row) == 4 and isinstance(row[3], list)):
             raise _row_error(src, i, row, "a layer is [from, number, module, args] with args a list")
         f, n, name, args = row
@@ -292,26 +327,21 @@ def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Seq
             hint = closest(str(name))
             raise _row_error(src, i, row, f"unknown module '{name}'" +
                              (f"; did you mean {', '.join(hint)}?" if hint else "")) from None
-        froms = [f] if isinstance(f, int) else f
-        c_in = []
-        for x in froms if isinstance(froms, list) else [froms]:
-            if not isinstance(x, int) or isinstance(x, bool):
-                raise _row_error(src, i, row, f"'from' entries must be layer indices, got {x!r}")
-            if x >= i:
-                raise _row_error(src, i, row, f"'from' index {x} points forward (layer {i} can only take "
-                                               f"earlier layers, 0..{i - 1}, or -1 for the previous one)")
-            j = i + x if x < 0 else x
-            if j < 0 and not (i == 0 and x == -1):
-                raise _row_error(src, i, row, f"'from' index {x} points before layer 0")
-            c_in.append(ch[-1] if j < 0 else out_ch[j])
-        if not isinstance(n, int) or n < 1:
-            raise _row_error(src, i, row, f"'number' must be a positive int, got {n!r}")
-        n_ = max(round(n * gd), 1) if n > 1 else n  # depth gain
-        args = [resolve_arg(a, scope) for a in args]
+        if issubclass(spec.cls, Detect) and i != len(rows) - 1:
+            raise _row_error(src, i, row, "Detect must be the last layer, and only one Detect is allowed")
         try:
+            c_in = from_channels(f, i, ch[-1], out_ch)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ModelConfigError(f"'number' must be a positive int, got {n!r}")
+            n_ = max(round(n * gd), 1) if n > 1 else n  # depth gain
+            args = [resolve_arg(a, scope) for a in args]
             la = spec.rule(LayerContext(c_in, args, n_, gw, no_total, name, i))
         except ModelConfigError as e:
             raise _row_error(src, i, row, str(e)) from None
+        except Exception as e:  # e.g. a zero or non-int gain for Contract/Expand
+            raise _row_error(src, i, row, f"cannot use the arguments {args}: {type(e).__name__}: {e}") from e
+        if not isinstance(la.c2, int) or isinstance(la.c2, bool) or la.c2 < 1:
+            raise _row_error(src, i, row, f"gives {la.c2} output channels; channel counts must be positive")
         try:
             build = lambda: spec.cls(*la.args, **la.kwargs)  # noqa: E731
             m_ = nn.Sequential(*(build() for _ in range(la.n))) if la.n > 1 else build()
@@ -322,11 +352,9 @@ def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Seq
         m_.i, m_.f, m_.type, m_.np = i, f, t, np_  # index, 'from' index, type, number of params
         shown = la.args + ([la.kwargs] if la.kwargs else [])
         LOGGER.info(f"{i:>3}{str(f):>18}{n_:>3}{np_:10.0f}  {t:<40}{str(shown):<30}")
-        save.extend(x % i for x in froms if x != -1)
+        save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
         layers.append(m_)
         out_ch.append(la.c2)
-    if not layers:
-        raise ModelConfigError(f"{src}: no layers in backbone/head")
     return nn.Sequential(*layers), sorted(save)
 
 
