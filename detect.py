@@ -39,7 +39,8 @@ from models.backends import DetectMultiBackend, names_from_data  # noqa: E402
 from models.experimental import safe_classes  # noqa: E402
 from utils.boxes import scale_coords, xyxy2xywh  # noqa: E402
 from utils.checkpoint import strip_optimizer  # noqa: E402
-from utils.general import LOGGER, check_img_size, colorstr, expand_imgsz, increment_path, print_args  # noqa: E402
+from utils.general import (LOGGER, InputError, OutputNames, check_img_size, colorstr, expand_imgsz,  # noqa: E402
+                           increment_path, print_args, run_cli)
 from utils.inference_loaders import LoadImages, LoadStreams, check_imshow, is_url  # noqa: E402
 from utils.labels import IMG_FORMATS, VID_FORMATS  # noqa: E402
 from utils.nms import non_max_suppression  # noqa: E402
@@ -67,7 +68,7 @@ def check_source(source: str) -> tuple[bool, bool]:
     url = is_url(source)
     webcam = source.isnumeric() or source.endswith(".txt") or (url and not is_file)
     if url and is_file:
-        raise ValueError(f"--source {source} is a URL to a file: this project never downloads. Fetch it yourself "
+        raise InputError(f"--source {source} is a URL to a file: this project never downloads. Fetch it yourself "
                          f"and pass the local path (http/rtsp/rtmp *streams* are fine)")
     if not (source.isnumeric() or url) and "*" not in source and not Path(source).exists():
         raise FileNotFoundError(f"--source {source} does not exist: {SOURCE_HINT}")
@@ -212,6 +213,7 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         viz = AttentionVisualizer.from_backend(model, save_dir / "attention", layers=None if attention_maps else [],
                                                cam_layer=cam_layer, cam_method=cam_method)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
+    out_name = OutputNames()  # a.jpg and a.png (or x/a.jpg and y/a.jpg) never share output files
     vid_path: list[str | None] = [None] * bs
     vid_writer: list[cv2.VideoWriter | None] = [None] * bs
     shown = quit_ = False
@@ -246,10 +248,11 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
                     p, im0, frame, line = Path(path[i]), im0s[i].copy(), dataset.count, f"{s}{i}: "
                 else:
                     p, im0, frame, line = Path(path), im0s.copy(), getattr(dataset, "frame", 0), s
-                save_path = str(save_dir / p.name)
+                stem = out_name(p)
+                save_path = str(save_dir / (stem + p.suffix))
                 if viz is not None:  # before the boxes are drawn on im0
-                    viz.save(i, p.stem + ("" if dataset.mode == "image" else f"_{frame}"), im0, im)
-                txt_path = str(save_dir / "labels" / p.stem) + ("" if dataset.mode == "image" else f"_{frame}")
+                    viz.save(i, stem + ("" if dataset.mode == "image" else f"_{frame}"), im0, im)
+                txt_path = str(save_dir / "labels" / stem) + ("" if dataset.mode == "image" else f"_{frame}")
                 line += "%gx%g " % im.shape[2:]
                 gn = torch.tensor(im0.shape)[[1, 0, 1, 0]]  # whwh normalisation gain
                 imc = im0.copy() if save_crop else im0
@@ -271,7 +274,7 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
                                                              else f"{class_name(names, c)} {conf:.2f}")
                             annotator.box_label(xyxy, label, color=colors(c, True))
                         if save_crop:
-                            save_one_box(xyxy, imc, file=save_dir / "crops" / class_name(names, c) / f"{p.stem}.jpg",
+                            save_one_box(xyxy, imc, file=save_dir / "crops" / class_name(names, c) / f"{stem}.jpg",
                                          BGR=True)
                 LOGGER.info(f"{line}Done. ({t3 - t2:.3f}s)")
 
@@ -364,4 +367,4 @@ def main(opt: argparse.Namespace) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    run_cli(main, parse_opt, "detect.py")

@@ -39,7 +39,7 @@ from models.common import Conv  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import Detect  # noqa: E402
 from utils.activations import export_activation  # noqa: E402
-from utils.general import LOGGER, check_img_size, colorstr, expand_imgsz, print_args  # noqa: E402
+from utils.general import LOGGER, InputError, check_img_size, colorstr, expand_imgsz, print_args, run_cli  # noqa: E402
 from utils.torch_utils import select_device  # noqa: E402
 
 # flags that only matter for formats this project does not export: (default, what they apply to)
@@ -49,7 +49,10 @@ OTHER_FORMAT_FLAGS = {
     "topk_all": (100, "TF.js NMS"), "iou_thres": (0.45, "TF.js NMS"), "conf_thres": (0.25, "TF.js NMS")}
 
 
-class ExportError(ValueError):
+SUFFIX = {"torchscript": ".torchscript", "onnx": ".onnx"}  # the file each format writes next to the weights
+
+
+class ExportError(InputError):
     """An export request that cannot be carried out (unsupported format, --half on CPU, ...)."""
 
 
@@ -78,6 +81,14 @@ def check_formats(include: Any) -> list[str]:
     if not include:
         raise ExportError(f"nothing to export: --include one of {' '.join(supported)}")
     return include
+
+
+def export_fresh(export: Any, target: Path) -> Path | None:
+    """Run one format's ``export()`` after removing an older ``target``: a failed export leaves no stale file."""
+    if target.exists():
+        LOGGER.info(f"Replacing the existing {target}")
+        target.unlink()
+    return export()
 
 
 def second_shape(shape: tuple, gs: int) -> tuple[int, ...]:
@@ -270,10 +281,12 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
     the latter are reported as ignored when changed from their defaults.
 
     Returns:
-        The exported file paths (a failed format is logged and left out).
+        The exported file paths. A file of the same name from an earlier export is removed first, so a failed
+        format never leaves a stale file behind.
 
     Raises:
-        ExportError: an unsupported format, ``half`` on CPU, or a model whose class count != len(names).
+        ExportError: an unsupported format, ``half`` on CPU, a model whose class count != len(names), or a
+            requested format that failed (its error is logged; the other formats are still exported).
     """
     t = time.time()
     include = check_formats(include)
@@ -308,19 +321,21 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
                 f"({_mb(file):.1f} MB)")
 
     meta = export_metadata(gs, names)
-    files = []
-    if "torchscript" in include:
-        files.append(export_torchscript(model, im, file, meta, optimize=optimize, dynamic=dynamic))
-    if "onnx" in include:
-        files.append(export_onnx(model, im, file, meta, opset=opset, train=train, dynamic=dynamic,
-                                 simplify=simplify))
-    files = [f for f in files if f]
+    exporters = {"torchscript": lambda: export_torchscript(model, im, file, meta, optimize=optimize, dynamic=dynamic),
+                 "onnx": lambda: export_onnx(model, im, file, meta, opset=opset, train=train, dynamic=dynamic,
+                                             simplify=simplify)}
+    done = {fmt: export_fresh(exporters[fmt], file.with_suffix(SUFFIX[fmt])) for fmt in include}
+    files = [f for f in done.values() if f]
     if train:
         LOGGER.info("\n--train: the exports output raw training-mode maps; not compared with PyTorch")
     else:
         for f in files:
             check_export(f, model, im, gs)
 
+    failed = [fmt for fmt, x in done.items() if not x]
+    if failed:
+        ok = f"; exported: {', '.join(str(x) for x in files)}" if files else ""
+        raise ExportError(f"{', '.join(failed)} export of {file} failed (see the log above){ok}")
     f = [str(x) for x in files]
     if f:
         h, w = imgsz
@@ -376,8 +391,4 @@ def main(opt: argparse.Namespace) -> list[str]:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_opt())
-    except ExportError as err:
-        LOGGER.error(f"export.py: {err}")
-        sys.exit(1)
+    run_cli(main, parse_opt, "export.py")

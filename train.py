@@ -10,6 +10,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -36,23 +37,26 @@ ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
 import val  # noqa: E402  (for end-of-epoch mAP)
 from models.attention import add_sparsity_grad  # noqa: E402
-from models.experimental import attempt_load, safe_classes  # noqa: E402
+from models.experimental import attempt_load, checkpoint_model, describe_checkpoint, safe_classes  # noqa: E402
 from models.transfer import transfer_state_dict  # noqa: E402
 from models.yolo import Model  # noqa: E402
+from utils.amp import AMP_MODES, amp_dtype, check_amp, check_half  # noqa: E402
 from utils.autoanchor import check_anchors  # noqa: E402
 from utils.autobatch import check_train_batch_size  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
-from utils.checkpoint import load_checkpoint, save_atomic, strip_optimizer  # noqa: E402
-from utils.dataset_yaml import check_dataset  # noqa: E402
+from utils.checkpoint import CheckpointError, load_checkpoint, save_atomic, strip_optimizer  # noqa: E402
+from utils.dataset_yaml import check_dataset, split_path  # noqa: E402
 from utils.datasets import create_dataloader  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
 from utils.evolve import evolve  # noqa: E402
-from utils.general import (LOGGER, check_file, check_img_size, check_suffix, check_yaml, colorstr,  # noqa: E402
-                           get_latest_run, increment_path, one_cycle, print_args)
+from utils.general import (LOGGER, InputError, check_file, check_img_size, check_suffix, check_yaml,  # noqa: E402
+                           colorstr, get_latest_run, increment_path, one_cycle, print_args, run_cli)
+from utils.hyps import load_hyp  # noqa: E402
 from utils.loggers import Loggers  # noqa: E402
 from utils.loss import ComputeLoss  # noqa: E402
 from utils.metrics import fitness, labels_to_class_weights, labels_to_image_weights  # noqa: E402
 from utils.plots import plot_labels  # noqa: E402
+from utils.run_dir import RunLock, check_belongs, new_run_id, resume_target, trim_results_csv  # noqa: E402
 from utils.torch_utils import (EarlyStopping, ModelEMA, build_optimizer, de_parallel, init_seeds,  # noqa: E402
                                release_memory, select_device, torch_distributed_zero_first)
 
@@ -63,22 +67,104 @@ DEFAULT_WEIGHTS = ROOT / "yolov5s.pt"
 
 
 def load_pretrained(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device):
-    """Build the model and transfer a checkpoint's weights by name and shape (facts §6.4).
+    """Build the model and transfer a checkpoint's weights by name and shape.
 
     Layers are paired by aligning the checkpoint's yaml with the new one (models/transfer.py), so a ``--cfg`` with
     inserted, moved or removed layers still receives every shared layer; the log then says how many entries
-    changed index: ``Transferred 348/354 items from yolov5s.pt (24 remapped)``.
+    changed index: ``Transferred 348/354 items from yolov5s.pt (24 remapped)``. A checkpoint that holds only an
+    EMA model, or (with ``--cfg``) a plain state_dict or a model without its yaml, transfers by layer name.
+
+    Raises:
+        CheckpointError: the file holds no usable weights, or cannot be resumed (the message says why).
     """
     ckpt = load_checkpoint(weights, map_location="cpu", allowed=safe_classes())
-    src = ckpt["model"] if isinstance(ckpt, dict) else ckpt
-    model = Model(cfg or src.yaml, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+    try:
+        src = checkpoint_model(ckpt, weights, prefer_ema=False)
+        src_sd, src_yaml = src.float().state_dict(), getattr(src, "yaml", None)
+    except CheckpointError:
+        if resume or not isinstance(ckpt, dict):
+            raise
+        src_sd, src_yaml = plain_state_dict(ckpt, weights), None  # weights only: transfer by layer name
+    if resume and not (isinstance(ckpt, dict) and ckpt.get("optimizer") is not None and src_yaml):
+        raise CheckpointError(f"--resume {weights}: not a training checkpoint (it needs the model, its optimizer "
+                              f"state and epoch, as train.py saves last.pt); start a new run with --weights {weights}")
+    if not (cfg or src_yaml):
+        raise CheckpointError(f"{weights} holds {describe_checkpoint(ckpt)} without its model yaml: pass "
+                              f"--cfg <model.yaml> to say which model to build")
+    model = Model(cfg or src_yaml, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
     exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []
-    csd, remapped = transfer_state_dict(src.float().state_dict(), getattr(src, "yaml", None), model.state_dict(),
-                                        model.yaml, exclude=exclude)
+    csd, remapped = transfer_state_dict(src_sd, src_yaml, model.state_dict(), model.yaml, exclude=exclude)
     model.load_state_dict(csd, strict=False)
     note = f" ({remapped} remapped)" if remapped else ""
     LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {weights}{note}")
     return model, ckpt
+
+
+def plain_state_dict(ckpt, weights: str) -> dict[str, torch.Tensor]:
+    """The tensors of a state_dict checkpoint (``module.`` prefixes of DDP saves removed).
+
+    Raises:
+        CheckpointError: no tensors to transfer.
+    """
+    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not (isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values())):
+        raise CheckpointError(f"{weights} holds {describe_checkpoint(ckpt)}: no weights to transfer")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def optimizer_state_fits(optimizer: torch.optim.Optimizer, state: dict) -> str:
+    """Why a saved optimizer state does not fit ``optimizer`` ('' when it does): groups or buffer shapes differ."""
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
+        return "its parameter groups differ from this model's"
+    params = {}
+    for g, saved in zip(optimizer.param_groups, groups):
+        if len(g["params"]) != len(saved.get("params", ())):
+            return "its parameter groups hold a different number of parameters"
+        params.update(zip(saved["params"], g["params"]))
+    for k, st in state.get("state", {}).items():
+        for v in st.values() if isinstance(st, dict) else ():
+            if isinstance(v, torch.Tensor) and v.ndim and k in params and v.shape != params[k].shape:
+                return f"a saved buffer of shape {tuple(v.shape)} meets a parameter of shape {tuple(params[k].shape)}"
+    return ""
+
+
+def restore_training_state(ckpt, weights: str, optimizer: torch.optim.Optimizer, ema: ModelEMA | None, epochs: int,
+                           resume: bool) -> tuple[int, float, int]:
+    """Optimizer, EMA, best fitness and epoch from a checkpoint: ``(start_epoch, best_fitness, epochs)``.
+
+    A state saved for another model (fine-tuning into a different ``--cfg``) is skipped with a warning; when
+    resuming it is an error.
+    """
+    if not isinstance(ckpt, dict):
+        return 0, 0.0, epochs
+    best_fitness = 0.0
+    if ckpt.get("optimizer") is not None:
+        why = optimizer_state_fits(optimizer, ckpt["optimizer"])
+        if why and resume:
+            raise CheckpointError(f"--resume {weights}: its optimizer state does not fit this model ({why})")
+        if why:
+            LOGGER.warning(f"WARNING: {weights}: optimizer state not loaded ({why}); starting a fresh optimizer")
+        else:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            best_fitness = float(np.asarray(ckpt.get("best_fitness") or 0.0).reshape(-1)[0])
+    if ema and isinstance(ckpt.get("ema"), nn.Module):
+        esd, msd = ckpt["ema"].float().state_dict(), ema.ema.state_dict()
+        if esd.keys() == msd.keys() and all(esd[k].shape == msd[k].shape for k in esd):
+            ema.ema.load_state_dict(esd)
+            ema.updates = int(ckpt.get("updates") or 0)
+        elif resume:
+            raise CheckpointError(f"--resume {weights}: its EMA model does not match the model it resumes")
+        else:
+            LOGGER.warning(f"WARNING: {weights}: its EMA is of another model; the EMA starts from the new weights")
+    epoch = ckpt.get("epoch")
+    start_epoch = (int(epoch) if isinstance(epoch, (int, float)) else -1) + 1
+    if resume and start_epoch <= 0:
+        raise CheckpointError(f"{weights} training to {epochs} epochs is finished, nothing to resume.")
+    if epochs < start_epoch:
+        LOGGER.info(f"{weights} has been trained for {epoch} epochs. Fine-tuning for {epochs} more epochs.")
+        epochs += int(epoch)
+    return start_epoch, best_fitness, epochs
 
 
 def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks):
@@ -88,14 +174,13 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
         opt.resume, opt.noval, opt.nosave, opt.workers, opt.freeze
 
     w = save_dir / "weights"
-    (w.parent if evolving else w).mkdir(parents=True, exist_ok=True)
+    if RANK in (-1, 0):
+        (w.parent if evolving else w).mkdir(parents=True, exist_ok=True)
     last, best = w / "last.pt", w / "best.pt"
 
-    if isinstance(hyp, (str, Path)):
-        with open(hyp, errors="ignore") as f:
-            hyp = yaml.safe_load(f)
+    hyp = load_hyp(hyp)
     LOGGER.info(colorstr("hyperparameters: ") + ", ".join(f"{k}={v}" for k, v in hyp.items()))
-    if not evolving:
+    if not evolving and RANK in (-1, 0) and not resume:
         with open(save_dir / "hyp.yaml", "w") as f:
             yaml.safe_dump(hyp, f, sort_keys=False)
         with open(save_dir / "opt.yaml", "w") as f:
@@ -103,15 +188,16 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
 
     if RANK in (-1, 0):
         loggers = Loggers(save_dir, weights, opt, hyp, LOGGER)
+        callbacks.unregister("run loggers")  # a previous train() on these callbacks (--evolve, train.run twice)
         for k in methods(loggers):
-            callbacks.register_action(k, callback=getattr(loggers, k))
+            callbacks.register_action(k, name="run loggers", callback=getattr(loggers, k))
 
     plots = not evolving
     cuda = device.type != "cpu"
     init_seeds(opt.seed + 1 + RANK)
     with torch_distributed_zero_first(LOCAL_RANK):
         data_dict = check_dataset(data)
-    train_path, val_path = data_dict["train"], data_dict["val"]
+    train_path, val_path = split_path(data_dict, "train"), split_path(data_dict, "val")
     nc = 1 if single_cls else int(data_dict["nc"])
     names = ["item"] if single_cls and len(data_dict["names"]) != 1 else data_dict["names"]
     assert len(names) == nc, f"{len(names)} names found for nc={nc} dataset in {data}"
@@ -125,6 +211,8 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
         with torch_distributed_zero_first(LOCAL_RANK):
             weights = attempt_download(weights)
         model, ckpt = load_pretrained(weights, cfg, nc, hyp, resume, device)
+        if resume:
+            check_belongs(ckpt, weights, opt)
     else:
         model = Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
 
@@ -139,6 +227,11 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     # Image size
     gs = max(int(model.stride.max()), 32)  # grid size (max stride)
     imgsz = check_img_size(opt.imgsz, gs, floor=gs * 2)
+
+    # Mixed precision: fp16 autocast on CUDA by default; fp32 when the model fails the check
+    amp = amp_dtype(getattr(opt, "amp", "auto"), device)
+    if amp is not None and not check_amp(model, device, amp):
+        amp = None
 
     # Batch size
     if RANK == -1 and batch_size == -1:
@@ -160,22 +253,13 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
 
     ema = ModelEMA(model) if RANK in (-1, 0) else None
 
-    # Resume / fine-tune state (facts §8.12)
+    # Resume / fine-tune state
     start_epoch, best_fitness = 0, 0.0
-    if pretrained and isinstance(ckpt, dict):
-        if ckpt.get("optimizer") is not None:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            best_fitness = float(np.asarray(ckpt["best_fitness"]).reshape(-1)[0])
-        if ema and ckpt.get("ema"):
-            ema.ema.load_state_dict(ckpt["ema"].float().state_dict())
-            ema.updates = ckpt["updates"]
-        start_epoch = ckpt.get("epoch", -1) + 1
-        if resume:
-            assert start_epoch > 0, f"{weights} training to {epochs} epochs is finished, nothing to resume."
-        if epochs < start_epoch:
-            LOGGER.info(f"{weights} has been trained for {ckpt['epoch']} epochs. Fine-tuning for {epochs} more epochs.")
-            epochs += ckpt["epoch"]
+    if pretrained:
+        start_epoch, best_fitness, epochs = restore_training_state(ckpt, weights, optimizer, ema, epochs, resume)
         del ckpt
+    if resume and RANK in (-1, 0):
+        trim_results_csv(save_dir, start_epoch)  # epochs trained again get one row each
 
     # DP mode
     if cuda and RANK == -1 and torch.cuda.device_count() > 1:
@@ -230,7 +314,8 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     maps = np.zeros(nc)  # mAP per class
     results = (0, 0, 0, 0, 0, 0, 0)  # P, R, mAP@.5, mAP@.5:.95, val_loss(box, obj, cls)
     scheduler.last_epoch = start_epoch - 1
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp is not None)
+    val_half = cuda and check_half(de_parallel(model), device)  # fp16 validation, if it gives the fp32 answer
     stopper = EarlyStopping(patience=opt.patience)
     compute_loss = ComputeLoss(model)
     LOGGER.info(f"Image sizes {imgsz} train, {imgsz} val\n"
@@ -272,7 +357,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
                     ns = [math.ceil(x * sf / gs) * gs for x in imgs.shape[2:]]  # stretched to gs-multiples
                     imgs = F.interpolate(imgs, size=ns, mode="bilinear", align_corners=False)
 
-            with torch.autocast(device.type, enabled=cuda):
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 pred = model(imgs)
                 loss, loss_items = compute_loss(pred, targets.to(device))
                 if RANK != -1:
@@ -310,7 +395,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
             final_epoch = (epoch + 1 == epochs) or stopper.possible_stop
             if not noval or final_epoch:
                 results, maps, _ = val.run(data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
-                                           model=ema.ema, single_cls=single_cls, dataloader=val_loader,
+                                           model=ema.ema, half=val_half, single_cls=single_cls, dataloader=val_loader,
                                            save_dir=save_dir, plots=False, callbacks=callbacks,
                                            compute_loss=compute_loss)
             fi = float(fitness(np.array(results).reshape(1, -1))[0])  # 0.1 mAP@.5 + 0.9 mAP@.5:.95
@@ -322,7 +407,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
             if (not nosave) or (final_epoch and not evolving):
                 ckpt = {"epoch": epoch, "best_fitness": best_fitness, "model": deepcopy(de_parallel(model)).half(),
                         "ema": deepcopy(ema.ema).half(), "updates": ema.updates, "optimizer": optimizer.state_dict(),
-                        "wandb_id": None, "date": datetime.now().isoformat()}
+                        "wandb_id": None, "date": datetime.now().isoformat(), "run_id": getattr(opt, "run_id", None)}
                 save_atomic(ckpt, last)  # temporary file then rename: last.pt is always loadable
                 if best_fitness == fi:
                     save_atomic(ckpt, best)
@@ -344,7 +429,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
                 if f is best:
                     LOGGER.info(f"\nValidating {f}...")
                     results, _, _ = val.run(data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
-                                            model=attempt_load(f, map_location=device).half(),
+                                            model=attempt_load(f, map_location=device).half(), half=val_half,
                                             iou_thres=0.65 if is_coco else 0.60, single_cls=single_cls,
                                             dataloader=val_loader, save_dir=save_dir, save_json=is_coco,
                                             verbose=True, plots=plots, callbacks=callbacks,
@@ -395,6 +480,8 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
     parser.add_argument("--freeze", nargs="+", type=int, default=[0], help="Freeze layers: backbone=10, first3=0 1 2")
     parser.add_argument("--save-period", type=int, default=-1, help="Save checkpoint every x epochs (disabled if < 1)")
     parser.add_argument("--seed", type=int, default=0, help="global training seed (v6.1 always used 0)")
+    parser.add_argument("--amp", default="auto", choices=AMP_MODES,
+                        help="mixed precision: auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or off")
     parser.add_argument("--local_rank", type=int, default=-1, help="DDP parameter, do not modify")
     # Weights & Biases arguments (accepted for command-line compatibility; W&B is not integrated)
     parser.add_argument("--entity", default=None, help="W&B: Entity")
@@ -417,36 +504,57 @@ def resolve_weights(opt: argparse.Namespace) -> None:
         opt.weights = ""
 
 
-def main(opt: argparse.Namespace, callbacks: Callbacks = Callbacks()):
+def check_options(opt: argparse.Namespace) -> None:
+    """Refuse option values that cannot train, with a message naming the flag.
+
+    Raises:
+        InputError: ``--epochs`` < 1, ``--batch-size`` 0 or < -1, ``--imgsz`` < 1, ``--workers`` < 0, bad ``--amp``.
+    """
+    checks = [(opt.epochs >= 1, f"--epochs must be at least 1, got {opt.epochs}"),
+              (opt.batch_size >= 1 or opt.batch_size == -1,
+               f"--batch-size must be at least 1 (or -1 for AutoBatch), got {opt.batch_size}"),
+              (opt.imgsz >= 1, f"--imgsz must be a positive number of pixels, got {opt.imgsz}"),
+              (opt.workers >= 0, f"--workers must be 0 or more, got {opt.workers}"),
+              (str(getattr(opt, "amp", "auto")).lower() in AMP_MODES,
+               f"--amp must be one of {', '.join(AMP_MODES)}, got {getattr(opt, 'amp', None)!r}")]
+    bad = [msg for ok, msg in checks if not ok]
+    if bad:
+        raise InputError("; ".join(bad))
+
+
+def prepare_resume(opt: argparse.Namespace) -> argparse.Namespace:
+    """The options of the run being resumed; it writes where its checkpoint is (see utils/run_dir.py)."""
+    ckpt, run_dir, opt = resume_target(opt.resume, get_latest_run())
+    opt.cfg, opt.weights, opt.resume = "", str(ckpt), True
+    opt.hyp = str(run_dir / "hyp.yaml") if (run_dir / "hyp.yaml").exists() else opt.hyp
+    LOGGER.info(f"Resuming training from {ckpt}")
+    return opt
+
+
+def main(opt: argparse.Namespace, callbacks: Callbacks | None = None):
+    callbacks = callbacks or Callbacks()  # a fresh one per call: no run's loggers leak into the next
     if RANK in (-1, 0):
         print_args(FILE.stem, opt)
     if opt.bucket:
-        raise ValueError("--bucket (gsutil upload of evolution results) is not supported: this project has no "
+        raise InputError("--bucket (gsutil upload of evolution results) is not supported: this project has no "
                          "network uploads; results stay in the run folder")
 
     if opt.resume and not opt.evolve:  # resume an interrupted run
-        ckpt = opt.resume if isinstance(opt.resume, str) else get_latest_run()
-        if ckpt and Path(ckpt).is_dir():  # a run folder
-            ckpt = str(Path(ckpt) / "weights" / "last.pt")
-        if not (ckpt and os.path.isfile(ckpt)):
-            raise FileNotFoundError(f"ERROR: --resume checkpoint does not exist: {ckpt or '(no last.pt found)'}")
-        run_dir = Path(ckpt).parent.parent
-        with open(run_dir / "opt.yaml", errors="ignore") as f:
-            opt = argparse.Namespace(**yaml.safe_load(f))
-        opt.cfg, opt.weights, opt.resume = "", ckpt, True
-        opt.hyp = str(run_dir / "hyp.yaml") if (run_dir / "hyp.yaml").exists() else opt.hyp
-        LOGGER.info(f"Resuming training from {ckpt}")
+        opt = prepare_resume(opt)
     else:
+        check_options(opt)
         opt.data, opt.cfg, opt.hyp, opt.project = \
             check_file(opt.data), check_yaml(opt.cfg) if opt.cfg else "", check_yaml(opt.hyp), str(opt.project)
         resolve_weights(opt)
         if not (opt.cfg or opt.weights):
-            raise ValueError("either --cfg or --weights must be specified")
+            raise InputError("either --cfg or --weights must be specified")
         if opt.evolve:
             if opt.project == str(ROOT / "runs/train"):
                 opt.project = str(ROOT / "runs/evolve")
             opt.exist_ok, opt.resume = opt.resume, False
-        opt.save_dir = str(increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok))
+        opt.run_id = new_run_id()
+        opt.save_dir = str(increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok,
+                                          mkdir=RANK in (-1, 0)))  # reserved atomically: concurrent runs differ
 
     device = select_device(opt.device, batch_size=opt.batch_size)
     if LOCAL_RANK != -1:
@@ -461,13 +569,14 @@ def main(opt: argparse.Namespace, callbacks: Callbacks = Callbacks()):
             device = torch.device("cuda", LOCAL_RANK)
         dist.init_process_group(backend="nccl" if dist.is_nccl_available() and device.type != "cpu" else "gloo")
 
-    if not opt.evolve:
+    with RunLock(opt.save_dir) if RANK in (-1, 0) else contextlib.nullcontext():  # one writer per run folder
+        if opt.evolve:
+            return evolve(opt, device, callbacks, train)
         results = train(opt.hyp, opt, device, callbacks)
-        if WORLD_SIZE > 1 and RANK == 0:
-            LOGGER.info("Destroying process group... ")
-            dist.destroy_process_group()
-        return results
-    return evolve(opt, device, callbacks, train)
+    if WORLD_SIZE > 1 and RANK == 0:
+        LOGGER.info("Destroying process group... ")
+        dist.destroy_process_group()
+    return results
 
 
 def run(**kwargs):
@@ -479,4 +588,4 @@ def run(**kwargs):
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    run_cli(main, parse_opt, "train.py")

@@ -28,9 +28,11 @@ from models.backends import DetectMultiBackend  # noqa: E402
 from utils.boxes import scale_coords, xywh2xyxy, xyxy2xywh  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.coco import append_predictions, coco80_to_coco91_class, coco_evaluate, dataset_to_coco  # noqa: E402
-from utils.dataset_yaml import check_dataset  # noqa: E402
+from utils.amp import check_half  # noqa: E402
+from utils.dataset_yaml import check_dataset, split_path  # noqa: E402
 from utils.datasets import create_dataloader  # noqa: E402
-from utils.general import LOGGER, check_img_size, check_yaml, colorstr, increment_path, print_args  # noqa: E402
+from utils.general import (LOGGER, InputError, OutputNames, check_img_size, check_yaml, colorstr,  # noqa: E402
+                           increment_path, print_args, run_cli)
 from utils.metrics import ConfusionMatrix, ap_per_class, process_batch  # noqa: E402
 from utils.nms import non_max_suppression  # noqa: E402
 from utils.plots import output_to_target, plot_images  # noqa: E402
@@ -47,6 +49,17 @@ def save_one_txt(predn: torch.Tensor, save_conf: bool, shape: tuple, file: Path)
             xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
             line = (cls, *xywh, conf) if save_conf else (cls, *xywh)
             f.write(("%g " * len(line)).rstrip() % line + "\n")
+
+
+def warn_nc_mismatch(model: DetectMultiBackend, data: dict, single_cls: bool = False) -> None:
+    """Warn when a .pt model predicts another number of classes than the dataset has (metrics would mislead)."""
+    head = getattr(getattr(model, "model", None), "model", None)
+    nc_model = getattr(head[-1], "nc", None) if isinstance(head, torch.nn.Sequential) else None
+    nc_data = 1 if single_cls else int(data["nc"])
+    if nc_model is not None and nc_model != nc_data:
+        LOGGER.warning(f"WARNING: the model predicts {nc_model} classes but {data.get('yaml_file', 'the data')} has "
+                       f"nc={nc_data}: predicted class ids are scored against the dataset's, so a model trained on "
+                       f"other classes gets a meaningless mAP")
 
 
 @torch.no_grad()
@@ -90,14 +103,14 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         model.half() if half else model.float()
     else:
         device = select_device(device, batch_size=batch_size)
-        save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
-        (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
         if weights is None:
-            raise ValueError("val.py needs --weights (a .pt checkpoint, .torchscript or .onnx export)")
+            raise InputError("val.py needs --weights (a .pt checkpoint, .torchscript or .onnx export)")
         model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data)
         stride, pt, jit, onnx = model.stride, model.pt, model.jit, model.onnx
         imgsz = check_img_size(imgsz, s=stride)
         half &= (pt or jit or onnx) and device.type != "cpu"  # half precision only on CUDA
+        if half and pt:
+            half = check_half(model.model, device)  # fp32 when fp16 gives other answers (overflow, missing kernels)
         if pt or jit:
             model.model.half() if half else model.model.float()
         if not model.dynamic:  # shape-specialised export: one square image at a time
@@ -105,6 +118,11 @@ def run(data: str | Path | dict = DEFAULT_DATA,
             LOGGER.info(f"Forcing --batch-size 1 square inference shape(1,3,{imgsz},{imgsz}) for non-PyTorch "
                         f"backends")
         data = check_dataset(data)
+        split_path(data, task if task in ("train", "val", "test") else "val")  # a missing split: say so now
+        warn_nc_mismatch(model, data, single_cls)
+        save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)  # once model and data are ok
+        if save_txt:
+            (save_dir / "labels").mkdir(parents=True, exist_ok=True)
     model.eval()
     is_coco = isinstance(data.get("val"), str) and data["val"].endswith(f"coco{os.sep}val2017.txt")
     nc = 1 if single_cls else int(data["nc"])
@@ -116,10 +134,11 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         rect = model.dynamic and task != "benchmark"  # rectangular batches need a backend that takes any H, W
         pad = 0.0 if task in ("speed", "benchmark") or not rect else 0.5
         task = task if task in ("train", "val", "test") else "val"
-        dataloader = create_dataloader(data[task], imgsz, batch_size, stride, single_cls, pad=pad, rect=rect,
-                                       workers=workers, prefix=colorstr(f"{task}: "))[0]
+        dataloader = create_dataloader(split_path(data, task), imgsz, batch_size, stride, single_cls, pad=pad,
+                                       rect=rect, workers=workers, prefix=colorstr(f"{task}: "))[0]
 
     seen = 0
+    out_name = OutputNames()  # label files of a.jpg and a.png stay apart
     confusion_matrix = ConfusionMatrix(nc=nc)
     names = dict(enumerate(model.names if hasattr(model, "names") else model.module.names))
     class_map = coco80_to_coco91_class() if is_coco else list(range(1000))
@@ -174,7 +193,7 @@ def run(data: str | Path | dict = DEFAULT_DATA,
                 correct = torch.zeros(pred.shape[0], niou, dtype=torch.bool)
             stats.append((correct.cpu(), pred[:, 4].cpu(), pred[:, 5].cpu(), tcls))
             if save_txt:
-                save_one_txt(predn, save_conf, shape, file=save_dir / "labels" / (path.stem + ".txt"))
+                save_one_txt(predn, save_conf, shape, file=save_dir / "labels" / (out_name(path) + ".txt"))
             if save_json:
                 append_predictions(predn, jdict, path, class_map)
             callbacks.run("on_val_image_end", pred, predn, path, names, im[si])
@@ -289,8 +308,8 @@ def main(opt: argparse.Namespace):
             np.savetxt(f, y, fmt="%10.4g")
         LOGGER.info(f"Study results saved to study_*.txt")
     else:
-        raise ValueError(f"unknown --task {opt.task!r}: use train, val, test, speed or study")
+        raise InputError(f"unknown --task {opt.task!r}: use train, val, test, speed or study")
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    run_cli(main, parse_opt, "val.py")

@@ -29,7 +29,11 @@ import torch.nn as nn
 import yaml
 
 from models.experimental import attempt_load
-from utils.general import LOGGER, check_yaml
+from utils.general import LOGGER, InputError, check_yaml
+
+
+class UnsupportedFormatError(InputError, NotImplementedError):
+    """A model format this project knows but does not run (OpenVINO, TensorRT, CoreML, TF...)."""
 
 
 class ExportFormat(NamedTuple):
@@ -81,7 +85,7 @@ def model_format(path: str | Path) -> str:
     for f in export_formats():  # folders such as yolov5s_saved_model/...
         if f.suffix.startswith("_") and f.suffix in name:
             return f.argument
-    raise ValueError(f"{path}: unknown model format; supported formats are {supported_formats_text()}")
+    raise InputError(f"{path}: unknown model format; supported formats are {supported_formats_text()}")
 
 
 def export_metadata(stride: int, names: Sequence[str]) -> dict[str, str]:
@@ -166,10 +170,10 @@ class DetectMultiBackend(nn.Module):
         w = str(weights[0] if isinstance(weights, (list, tuple)) else weights)
         fmt = model_format(w)
         if many and any(model_format(x) != "-" for x in weights):
-            raise ValueError(f"an ensemble takes .pt checkpoints only, got {[str(x) for x in weights]}")
+            raise InputError(f"an ensemble takes .pt checkpoints only, got {[str(x) for x in weights]}")
         if fmt not in ("-", "torchscript", "onnx"):
             name = next(f.format for f in export_formats() if f.argument == fmt)
-            raise NotImplementedError(f"{w}: {name} inference is not supported by this project; supported formats "
+            raise UnsupportedFormatError(f"{w}: {name} inference is not supported by this project; supported formats "
                                       f"are {supported_formats_text()} (python export.py --include torchscript onnx)")
         self.weights, self.format = w, fmt
         self.pt, self.jit, self.onnx, self.dnn = fmt == "-", fmt == "torchscript", fmt == "onnx", dnn

@@ -8,13 +8,14 @@ from __future__ import annotations
 import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from models.common import Conv, CrossConv, MixConv2d, Sum  # noqa: F401  (v6.1 pickles name the last three here)
 from models.yolo import Detect, Model
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.general import LOGGER
 
 
@@ -45,13 +46,55 @@ def safe_classes() -> list:
     return out_list
 
 
-def _model_from_ckpt(ckpt) -> nn.Module:
-    """The model object in a checkpoint: ``ema`` when present, else ``model``; a bare model is accepted too."""
+def describe_checkpoint(ckpt: Any) -> str:
+    """What a loaded checkpoint holds, in words, for error messages."""
+    if isinstance(ckpt, nn.Module):
+        return f"a bare {type(ckpt).__name__} module"
+    if isinstance(ckpt, dict):
+        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            return f"a state_dict ({len(ckpt)} tensors, no model structure)"
+        if isinstance(ckpt.get("state_dict"), dict):
+            return "a dict with a 'state_dict' entry (weights without the model structure)"
+        keys = ", ".join(map(str, list(ckpt)[:8])) + (", ..." if len(ckpt) > 8 else "")
+        return f"a dict with keys [{keys}] and no model"
+    return f"a {type(ckpt).__name__} object"
+
+
+def checkpoint_model(ckpt: Any, f: str | Path, prefer_ema: bool = True) -> nn.Module:
+    """The model object of a loaded checkpoint: ``ema`` or ``model`` (whichever exists), or a bare module.
+
+    Args:
+        ckpt: what :func:`utils.checkpoint.load_checkpoint` returned.
+        f: its file, for messages.
+        prefer_ema: take ``ema`` when both are present (inference), else ``model`` (training transfer).
+
+    Raises:
+        CheckpointError: the file holds no model object (a state_dict, another program's dict, ...).
+    """
     if isinstance(ckpt, nn.Module):
         return ckpt
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("ema") or ckpt.get("model"), nn.Module):
-        raise ValueError("not a YOLOv5 checkpoint: expected a dict with a 'model' (or 'ema') entry holding a Model")
-    return ckpt.get("ema") or ckpt["model"]
+    if isinstance(ckpt, dict):
+        order = ("ema", "model") if prefer_ema else ("model", "ema")
+        for k in order:
+            if isinstance(ckpt.get(k), nn.Module):
+                return ckpt[k]
+    hint = (" train.py can transfer plain weights by layer name with --cfg <model.yaml>;"
+            if isinstance(ckpt, dict) else "")
+    raise CheckpointError(f"{f} is not a YOLOv5 checkpoint: it holds {describe_checkpoint(ckpt)}.{hint} detect.py, "
+                          f"val.py and export.py need a checkpoint saved by train.py (a dict whose 'model' or 'ema' "
+                          f"entry is the model)")
+
+
+def detection_model(ckpt: Any, f: str | Path) -> nn.Module:
+    """:func:`checkpoint_model` checked to be a detection model (a Detect head with strides and class names)."""
+    m = checkpoint_model(ckpt, f)
+    head = m.model[-1] if isinstance(getattr(m, "model", None), nn.Sequential) and len(m.model) else None
+    if not isinstance(head, Detect) or getattr(m, "stride", None) is None:
+        raise CheckpointError(f"{f} holds a {type(m).__name__} without a Detect head and strides: not a YOLOv5 "
+                              f"detection model")
+    if not hasattr(m, "names"):
+        m.names = [f"class{i}" for i in range(head.nc)]
+    return m
 
 
 def attempt_load(weights: str | Path | list, map_location=None, inplace: bool = True, fuse: bool = True,
@@ -72,7 +115,7 @@ def attempt_load(weights: str | Path | list, map_location=None, inplace: bool = 
     model = Ensemble()
     for w in weights if isinstance(weights, list) else [weights]:
         ckpt = load_checkpoint(w, map_location=map_location, allowed=safe_classes(), trusted=trusted)
-        m = _model_from_ckpt(ckpt).float()
+        m = detection_model(ckpt, w).float()
         if fuse and hasattr(m, "fuse"):
             m = m.fuse()
         model.append(m.eval())
@@ -89,6 +132,9 @@ def attempt_load(weights: str | Path | list, map_location=None, inplace: bool = 
 
     if len(model) == 1:
         return model[-1]
+    ncs = {str(w): int(m.model[-1].nc) for w, m in zip(weights, model)}
+    if len(set(ncs.values())) > 1:
+        raise ValueError(f"an ensemble needs models with the same classes; got nc {ncs}")
     LOGGER.info(f"Ensemble created with {weights}\n")
     for k in ("names",):
         setattr(model, k, getattr(model[-1], k))

@@ -39,6 +39,11 @@ class Callbacks:
         """The ``{'name', 'callback'}`` entries of ``hook``, or the whole table when ``hook`` is None."""
         return self._callbacks[hook] if hook else self._callbacks
 
+    def unregister(self, name: str) -> None:
+        """Remove every action registered under ``name`` (on every hook)."""
+        for hook, actions in self._callbacks.items():
+            self._callbacks[hook] = [a for a in actions if a["name"] != name]
+
     def run(self, hook: str, *args: Any, **kwargs: Any) -> None:
         """Call every action registered on ``hook`` with the given arguments, in registration order.
 

@@ -12,19 +12,25 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
 
-from utils.general import LOGGER
+from utils.general import LOGGER, InputError
 
 TRUST_ENV = "YOLOV5_TRUST_CHECKPOINT"
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(pickle.UnpicklingError, InputError):
     """A checkpoint that needs a global outside the allowlist; nothing from it was executed."""
+
+
+class CheckpointError(InputError):
+    """A file that is not a usable checkpoint (empty, truncated, not a PyTorch file, or the wrong content)."""
 
 
 def _numpy_globals() -> list:
@@ -48,6 +54,9 @@ def load_checkpoint(f: str | Path, map_location: Any = None, allowed: Iterable =
                     trusted: bool | None = None) -> Any:
     """Load a torch checkpoint allowing only ``allowed`` globals (plus torch's tensor types and numpy arrays).
 
+    Every entry point (train, val, detect, export, ablate) reads checkpoints through this function, so a bad
+    file gets the same message everywhere.
+
     Args:
         f: checkpoint path.
         map_location: as in ``torch.load``.
@@ -56,36 +65,62 @@ def load_checkpoint(f: str | Path, map_location: Any = None, allowed: Iterable =
 
     Raises:
         FileNotFoundError: ``f`` does not exist.
+        CheckpointError: ``f`` is empty, truncated or not a PyTorch checkpoint.
         UnsafeCheckpointError: the file references a global outside the allowlist.
     """
     f = Path(f)
     if not f.is_file():
         raise FileNotFoundError(f"checkpoint not found: {f}")
-    if trust_requested(trusted):
-        return torch.load(f, map_location=map_location, weights_only=False)
-    with torch.serialization.safe_globals([*allowed, *_numpy_globals()]):
-        try:
+    if f.stat().st_size == 0:
+        raise CheckpointError(f"{f} is empty (0 bytes): an interrupted download or copy? Get the file again.")
+    try:
+        if trust_requested(trusted):
+            return torch.load(f, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals([*allowed, *_numpy_globals()]):
             return torch.load(f, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as e:
-            m = re.search(r"GLOBAL ([\w.]+)", str(e)) or re.search(r"global[s]? [`']?([\w.]+)", str(e))
-            name = m.group(1) if m else "an unknown global"
-            raise UnsafeCheckpointError(
-                f"Refusing to load {f}: it references '{name}', which is not one of the model classes this "
-                f"project allows in a checkpoint, and unpickling it could run code from the file. Nothing was "
-                f"executed. If you trust this file, set {TRUST_ENV}=1 and load it again.") from None
+    except pickle.UnpicklingError as e:
+        m = re.search(r"GLOBAL ([\w.]+)", str(e)) or re.search(r"global[s]? [`']?([\w.]+)", str(e))
+        if not m:  # not an allowlist refusal: the bytes are not a pickle torch can read
+            raise CheckpointError(_unreadable(f, e)) from None
+        raise UnsafeCheckpointError(
+            f"Refusing to load {f}: it references '{m.group(1)}', which is not one of the model classes this "
+            f"project allows in a checkpoint, and unpickling it could run code from the file. Nothing was "
+            f"executed. If you trust this file, set {TRUST_ENV}=1 and load it again.") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, IndexError, KeyError) as e:
+        raise CheckpointError(_unreadable(f, e)) from None
+
+
+def _unreadable(f: Path, e: BaseException) -> str:
+    """The message for a file torch cannot read as a checkpoint."""
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, pickle.UnpicklingError):  # torch's text here is about weights_only, which would mislead
+        detail = "its bytes are not a pickle torch can read"
+    return (f"{f} is not a readable PyTorch checkpoint ({f.stat().st_size} bytes): truncated, corrupt or another "
+            f"kind of file ({type(e).__name__}: {detail})")
 
 
 def save_atomic(obj: Any, f: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``f``, then rename: ``f`` is always a complete checkpoint."""
+    """``torch.save`` to a temporary file beside ``f``, then rename: ``f`` is always a complete checkpoint.
+
+    The temporary name is unique per call, so two processes writing the same ``f`` never collide; the last
+    rename wins and each reader sees one whole file.
+    """
     f = Path(f)
-    tmp = f.with_name(f".{f.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, f)
+    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f".{f.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, f)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def strip_optimizer(f: str | Path = "best.pt", s: str | Path = "", allowed: Iterable = ()) -> None:
     """Make a release checkpoint (facts §6.2): EMA as the model, FP16, no optimizer state, epoch -1."""
     x = load_checkpoint(f, map_location=torch.device("cpu"), allowed=allowed)
+    if not isinstance(x, dict) or not isinstance(x.get("ema") or x.get("model"), torch.nn.Module):
+        raise CheckpointError(f"{f} is not a YOLOv5 training checkpoint (a dict with a 'model'); nothing stripped")
     if x.get("ema"):
         x["model"] = x["ema"]
     for k in "optimizer", "best_fitness", "wandb_id", "ema", "updates":

@@ -18,11 +18,11 @@ from typing import Any
 
 import yaml
 
-from utils.general import LOGGER, ROOT, check_yaml
+from utils.general import LOGGER, ROOT, InputError, check_yaml
 from utils.synthetic import generate_dataset
 
 
-class DatasetConfigError(ValueError):
+class DatasetConfigError(InputError):
     """A dataset yaml that cannot be used; the message names the file and what is wrong."""
 
 
@@ -77,16 +77,21 @@ def check_dataset(data: str | Path | dict, autodownload: bool = False) -> dict:
         DatasetConfigError: invalid yaml, missing ``nc``, or ``names`` that do not match ``nc``.
     """
     if isinstance(data, dict):
-        d, f, yaml_dir = dict(data), "dataset dict", None
+        d, yaml_dir = dict(data), None
+        f = str(d.get("yaml_file") or "dataset dict")
     else:
         d, file = _load_yaml(data)
         f, yaml_dir = str(file), file.parent
     if "nc" not in d:
         raise DatasetConfigError(f"{f}: Dataset 'nc' key missing.")
+    nc = d["nc"]
     try:
-        d["nc"] = int(d["nc"])
+        ok = not isinstance(nc, (bool, float)) and int(nc) >= 1
     except (TypeError, ValueError):
-        raise DatasetConfigError(f"{f}: 'nc' must be an integer, got {d['nc']!r}") from None
+        ok = False
+    if not ok:
+        raise DatasetConfigError(f"{f}: 'nc' (the number of classes) must be a positive integer, got {nc!r}")
+    d["nc"] = int(nc)
     names = d.get("names") or [f"class{i}" for i in range(d["nc"])]
     if isinstance(names, dict):  # {0: name, ...} form
         names = [names[k] for k in sorted(names)]
@@ -95,25 +100,42 @@ def check_dataset(data: str | Path | dict, autodownload: bool = False) -> dict:
         raise DatasetConfigError(f"{f}: {len(d['names'])} names found for nc={d['nc']} dataset "
                                  f"(names and nc must match)")
 
+    if not d.get("val"):
+        raise DatasetConfigError(f"{f}: no 'val' entry: add the validation images, e.g. 'val: images/val' (a folder, "
+                                 f"a .txt list of images, or a list of those, relative to 'path')")
+    d["yaml_file"] = f  # for later messages (split_path)
     root = _resolve_root(d.get("path") or "", yaml_dir, d.get("val"))
     d["path"] = str(root)
     for k in "train", "val", "test":
         if d.get(k):
             d[k] = _prefix_split(root, d[k])
 
-    if d.get("val"):
-        val = [Path(x) for x in (d["val"] if isinstance(d["val"], list) else [d["val"]])]
-        missing = [str(x) for x in val if not x.exists()]
+    val = [Path(x) for x in (d["val"] if isinstance(d["val"], list) else [d["val"]])]
+    missing = [str(x) for x in val if not x.exists()]
+    if missing:
+        LOGGER.info(f"\nDataset not found, missing paths: {missing}")
+        if d.get("synthetic") is not None:
+            try:
+                generate_dataset(root, names=d["names"], **dict(d["synthetic"] or {}))
+            except (TypeError, ValueError) as e:  # unknown keys or class names
+                raise DatasetConfigError(f"{f}: invalid 'synthetic' entry: {e}") from None
+            missing = [str(x) for x in val if not x.exists()]
         if missing:
-            LOGGER.info(f"\nDataset not found, missing paths: {missing}")
-            if d.get("synthetic") is not None:
-                try:
-                    generate_dataset(root, names=d["names"], **dict(d["synthetic"] or {}))
-                except (TypeError, ValueError) as e:  # unknown keys or class names
-                    raise DatasetConfigError(f"{f}: invalid 'synthetic' entry: {e}") from None
-                missing = [str(x) for x in val if not x.exists()]
-            if missing:
-                hint = (" Its 'download:' entry is not run: this project never downloads at run time; "
-                        "fetch the data yourself." if d.get("download") else "")
-                raise FileNotFoundError(f"Dataset not found: {f} lists missing paths {missing}.{hint}")
+            hint = (" Its 'download:' entry is not run: this project never downloads at run time; "
+                    "fetch the data yourself." if d.get("download") else "")
+            raise FileNotFoundError(f"Dataset not found: {f} lists missing paths {missing}.{hint}")
     return d
+
+
+def split_path(data: dict, split: str) -> str | list[str]:
+    """The ``split`` entry ('train', 'val' or 'test') of a checked dataset dict.
+
+    Raises:
+        DatasetConfigError: the dataset yaml has no such entry (the message names the yaml).
+    """
+    if not data.get(split):
+        src = data.get("yaml_file", "the dataset yaml")
+        alt = " or run val.py with --task val" if split == "test" else ""
+        raise DatasetConfigError(f"{src}: no '{split}' entry: add it, e.g. '{split}: images/{split}' (relative to "
+                                 f"'path'){alt}")
+    return data[split]
