@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from models.yolo import Model
 from tests.conftest import ROOT
-from utils.loss import BCEBlurWithLogitsLoss, ComputeLoss, FocalLoss, QFocalLoss, smooth_BCE
+from utils.loss import BCEBlurWithLogitsLoss, ComputeLoss, FocalLoss, QFocalLoss, put_last, smooth_BCE
 
 HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "fl_gamma": 0.0, "anchor_t": 4.0,
        "label_smoothing": 0.0}
@@ -183,3 +183,40 @@ def test_gradients_flow_and_autobalance(model):
     assert model.model[-1].m[0].weight.grad.abs().sum() > 0 and model.model[0].conv.weight.grad.abs().sum() > 0
     assert cl.balance[cl.ssi] == pytest.approx(1.0) and cl.balance != [4.0, 1.0, 0.4]
     model.zero_grad()
+
+
+def test_objectness_targets_do_not_race_on_repeated_cells(model):
+    """Tens of thousands of (image, anchor, cell) rows with repeats on 2 threads: every call gives the same loss.
+
+    A plain ``tobj[b, a, gj, gi] = iou`` let parallel CPU threads race over which repeat wins, so identical
+    same-seed runs gave different obj losses (then different weights and mAP).
+    """
+    g = torch.Generator().manual_seed(0)
+    bs, nt = 64, 4000
+    targets = torch.cat((torch.randint(0, bs, (nt, 1), generator=g).float(),
+                         torch.randint(0, 3, (nt, 1), generator=g).float(),
+                         0.05 + 0.9 * torch.rand(nt, 2, generator=g), 0.05 + 0.1 * torch.rand(nt, 2, generator=g)), 1)
+    p = [torch.randn(bs, 3, IMG // s, IMG // s, 8, generator=g) for s in (8, 16, 32)]
+    cl = loss_for(model)
+    assert max(len(x[0]) for x in cl.build_targets(p, targets)[2]) > 15_000  # enough rows to run in parallel
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        first = cl(p, targets)[1]
+        assert all(torch.equal(cl(p, targets)[1], first) for _ in range(30))
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_put_last_is_a_serial_index_put():
+    g = torch.Generator().manual_seed(0)
+    shape = (16, 3, 20, 20)
+    for n in (0, 1, 50, 6000):
+        idx = tuple(torch.randint(0, d, (n,), generator=g) for d in shape)
+        v = torch.rand(n, generator=g)
+        t = torch.zeros(shape)
+        put_last(t, idx, v)
+        ref = torch.zeros(shape)
+        for k in range(n):  # the last write wins
+            ref[idx[0][k], idx[1][k], idx[2][k], idx[3][k]] = v[k]
+        assert torch.equal(t, ref)

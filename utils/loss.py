@@ -22,6 +22,24 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss
 
 
+def put_last(t: torch.Tensor, index: tuple[torch.Tensor, ...], values: torch.Tensor) -> None:
+    """``t[index] = values`` where a repeated index keeps its last value, whatever the thread count.
+
+    A plain ``index_put_`` with repeated indices is a race on CPU once it runs on several threads (from a few
+    thousand indices on): which duplicate wins, hence the objectness targets and loss, changed between
+    identical runs. Here only the last occurrence of each index is written, as a serial loop would do.
+    """
+    lin = torch.zeros_like(index[0])
+    for i, d in zip(index, t.shape):
+        lin = lin * d + i  # row-major linear index
+    order = torch.sort(lin, stable=True)[1]  # equal indices keep their original order
+    s = lin[order]
+    last = torch.ones_like(s, dtype=torch.bool)
+    last[:-1] = s[1:] != s[:-1]
+    keep = order[last]
+    t.view(-1)[lin[keep]] = values[keep]
+
+
 class BCEBlurWithLogitsLoss(nn.Module):
     """BCE-with-logits whose false negatives (label 1, low prediction) are down-weighted (unused in v6.1 training).
 
@@ -132,7 +150,7 @@ class ComputeLoss:
                 if self.sort_obj_iou:  # duplicates: the highest IoU is written last and wins
                     order = torch.argsort(score_iou)
                     b, a, gj, gi, score_iou = b[order], a[order], gj[order], gi[order], score_iou[order]
-                tobj[b, a, gj, gi] = (1.0 - self.gr) + self.gr * score_iou
+                put_last(tobj, (b, a, gj, gi), (1.0 - self.gr) + self.gr * score_iou)
 
                 if self.nc > 1:  # a single class has no classification loss
                     t = torch.full_like(ps[:, 5:], self.cn, device=device)
