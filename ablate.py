@@ -58,6 +58,7 @@ from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
 from utils.general import LOGGER, colorstr, print_args  # noqa: E402
 from utils.profiling import interleaved_median_ms  # noqa: E402
+from utils.run_dir import RunLock  # noqa: E402
 
 
 @contextmanager
@@ -236,31 +237,6 @@ def train_run(opt: argparse.Namespace, variant: str, cfg: Path, seed: int, save_
 
 
 # --------------------------------------------------------------------------------------------------- driver
-class ProjectLock:
-    """A pid file that keeps two ablate.py processes from training into the same folder at once."""
-
-    def __init__(self, folder: Path):
-        self.file = folder / ".ablate.lock"
-
-    def __enter__(self) -> ProjectLock:
-        if self.file.exists():
-            try:
-                pid = int(self.file.read_text().strip())
-                os.kill(pid, 0)
-                if pid != os.getpid():
-                    raise SystemExit(f"another ablate.py (pid {pid}) is working in {self.file.parent} (delete "
-                                     f"{self.file} if process {pid} is not an ablate.py)")
-            except (ValueError, ProcessLookupError):
-                pass  # stale lock of a killed run
-            except PermissionError:
-                raise SystemExit(f"another ablate.py ({self.file.read_text().strip()}) holds {self.file}") from None
-        self.file.write_text(str(os.getpid()))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.file.unlink(missing_ok=True)
-
-
 def data_nc(data: str | Path) -> int | None:
     """``nc`` of a dataset yaml (or the number of ``names``), without checking or downloading the data."""
     with open(data, errors="ignore") as f:
@@ -312,7 +288,7 @@ def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
     save_dir = Path(opt.project) / opt.name
     save_dir.mkdir(parents=True, exist_ok=True)
     state_file = save_dir / "ablation.json"
-    with ProjectLock(save_dir):
+    with RunLock(save_dir, "ablate.py"):  # one ablate.py per folder (the OS drops the lock if it dies)
         state = load_state(state_file)
         settings = {k: getattr(opt, k) for k in ("base", "at", "data", "hyp", "epochs", "imgsz", "batch_size",
                                                  "weights", "train_args")}

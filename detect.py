@@ -1,4 +1,4 @@
-"""Run YOLOv5 detection on images, videos, folders, globs and streams (facts §13).
+"""Run YOLOv5 detection on images, videos, folders, globs and streams.
 
 Usage - sources:
     $ python detect.py --weights best.pt --source 0                 # webcam

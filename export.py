@@ -1,4 +1,4 @@
-"""Export a YOLOv5 PyTorch model to TorchScript and ONNX (facts §14).
+"""Export a YOLOv5 PyTorch model to TorchScript and ONNX.
 
 Usage:
     $ python export.py --weights yolov5s.pt --include torchscript onnx
@@ -104,7 +104,7 @@ def fixed_input(shape: tuple, like: torch.Tensor) -> torch.Tensor:
 
 
 def prepare_for_export(model: nn.Module, inplace: bool = False, dynamic: bool = False) -> nn.Module:
-    """Export-friendly activations in every ``Conv`` and Detect ``inplace``/``onnx_dynamic`` (facts §14.3)."""
+    """Export-friendly activations in every ``Conv`` and Detect ``inplace``/``onnx_dynamic``."""
     for m in model.modules():
         if isinstance(m, Conv):
             m.act = export_activation(m.act)  # nn.SiLU -> x·σ(x)
@@ -274,7 +274,7 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
         topk_all: int = 100,
         iou_thres: float = 0.45,
         conf_thres: float = 0.25) -> list[str]:
-    """Export one checkpoint to the ``include`` formats, next to it (facts §14.3).
+    """Export one checkpoint to the ``include`` formats, next to it.
 
     ``data`` and the flags of formats this project does not export (``int8``, ``workspace``, ``verbose``,
     ``nms``, ``agnostic_nms``, ``topk_*``, ``iou_thres``, ``conf_thres``) are accepted for v6.1 compatibility;

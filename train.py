@@ -1,4 +1,4 @@
-"""Train a YOLOv5 model on a detection dataset, with YOLOv5 v6.1's recipe (facts §8).
+"""Train a YOLOv5 model on a detection dataset, with YOLOv5 v6.1's recipe.
 
 Usage:
     $ python train.py --cfg models/yolov5n-NAM.yaml --weights '' --data ../shared/data/bccd/bccd.yaml --img 320
@@ -37,14 +37,14 @@ ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
 import val  # noqa: E402  (for end-of-epoch mAP)
 from models.attention import add_sparsity_grad  # noqa: E402
-from models.experimental import attempt_load, checkpoint_model, describe_checkpoint, safe_classes  # noqa: E402
-from models.transfer import transfer_state_dict  # noqa: E402
+from models.experimental import attempt_load, safe_classes  # noqa: E402
+from models.transfer import load_pretrained  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.amp import AMP_MODES, amp_dtype, check_amp, check_half  # noqa: E402
 from utils.autoanchor import check_anchors  # noqa: E402
 from utils.autobatch import check_train_batch_size  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
-from utils.checkpoint import CheckpointError, load_checkpoint, save_atomic, strip_optimizer  # noqa: E402
+from utils.checkpoint import restore_training_state, save_atomic, strip_optimizer  # noqa: E402
 from utils.dataset_yaml import check_dataset, split_path  # noqa: E402
 from utils.datasets import create_dataloader  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
@@ -64,107 +64,6 @@ LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))  # https://pytorch.org/docs/stable
 RANK = int(os.getenv("RANK", -1))
 WORLD_SIZE = int(os.getenv("WORLD_SIZE", 1))
 DEFAULT_WEIGHTS = ROOT / "yolov5s.pt"
-
-
-def load_pretrained(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device):
-    """Build the model and transfer a checkpoint's weights by name and shape.
-
-    Layers are paired by aligning the checkpoint's yaml with the new one (models/transfer.py), so a ``--cfg`` with
-    inserted, moved or removed layers still receives every shared layer; the log then says how many entries
-    changed index: ``Transferred 348/354 items from yolov5s.pt (24 remapped)``. A checkpoint that holds only an
-    EMA model, or (with ``--cfg``) a plain state_dict or a model without its yaml, transfers by layer name.
-
-    Raises:
-        CheckpointError: the file holds no usable weights, or cannot be resumed (the message says why).
-    """
-    ckpt = load_checkpoint(weights, map_location="cpu", allowed=safe_classes())
-    try:
-        src = checkpoint_model(ckpt, weights, prefer_ema=False)
-        src_sd, src_yaml = src.float().state_dict(), getattr(src, "yaml", None)
-    except CheckpointError:
-        if resume or not isinstance(ckpt, dict):
-            raise
-        src_sd, src_yaml = plain_state_dict(ckpt, weights), None  # weights only: transfer by layer name
-    if resume and not (isinstance(ckpt, dict) and ckpt.get("optimizer") is not None and src_yaml):
-        raise CheckpointError(f"--resume {weights}: not a training checkpoint (it needs the model, its optimizer "
-                              f"state and epoch, as train.py saves last.pt); start a new run with --weights {weights}")
-    if not (cfg or src_yaml):
-        raise CheckpointError(f"{weights} holds {describe_checkpoint(ckpt)} without its model yaml: pass "
-                              f"--cfg <model.yaml> to say which model to build")
-    model = Model(cfg or src_yaml, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
-    exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []
-    csd, remapped = transfer_state_dict(src_sd, src_yaml, model.state_dict(), model.yaml, exclude=exclude)
-    model.load_state_dict(csd, strict=False)
-    note = f" ({remapped} remapped)" if remapped else ""
-    LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {weights}{note}")
-    return model, ckpt
-
-
-def plain_state_dict(ckpt, weights: str) -> dict[str, torch.Tensor]:
-    """The tensors of a state_dict checkpoint (``module.`` prefixes of DDP saves removed).
-
-    Raises:
-        CheckpointError: no tensors to transfer.
-    """
-    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not (isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values())):
-        raise CheckpointError(f"{weights} holds {describe_checkpoint(ckpt)}: no weights to transfer")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
-def optimizer_state_fits(optimizer: torch.optim.Optimizer, state: dict) -> str:
-    """Why a saved optimizer state does not fit ``optimizer`` ('' when it does): groups or buffer shapes differ."""
-    groups = state.get("param_groups") if isinstance(state, dict) else None
-    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
-        return "its parameter groups differ from this model's"
-    params = {}
-    for g, saved in zip(optimizer.param_groups, groups):
-        if len(g["params"]) != len(saved.get("params", ())):
-            return "its parameter groups hold a different number of parameters"
-        params.update(zip(saved["params"], g["params"]))
-    for k, st in state.get("state", {}).items():
-        for v in st.values() if isinstance(st, dict) else ():
-            if isinstance(v, torch.Tensor) and v.ndim and k in params and v.shape != params[k].shape:
-                return f"a saved buffer of shape {tuple(v.shape)} meets a parameter of shape {tuple(params[k].shape)}"
-    return ""
-
-
-def restore_training_state(ckpt, weights: str, optimizer: torch.optim.Optimizer, ema: ModelEMA | None, epochs: int,
-                           resume: bool) -> tuple[int, float, int]:
-    """Optimizer, EMA, best fitness and epoch from a checkpoint: ``(start_epoch, best_fitness, epochs)``.
-
-    A state saved for another model (fine-tuning into a different ``--cfg``) is skipped with a warning; when
-    resuming it is an error.
-    """
-    if not isinstance(ckpt, dict):
-        return 0, 0.0, epochs
-    best_fitness = 0.0
-    if ckpt.get("optimizer") is not None:
-        why = optimizer_state_fits(optimizer, ckpt["optimizer"])
-        if why and resume:
-            raise CheckpointError(f"--resume {weights}: its optimizer state does not fit this model ({why})")
-        if why:
-            LOGGER.warning(f"WARNING: {weights}: optimizer state not loaded ({why}); starting a fresh optimizer")
-        else:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            best_fitness = float(np.asarray(ckpt.get("best_fitness") or 0.0).reshape(-1)[0])
-    if ema and isinstance(ckpt.get("ema"), nn.Module):
-        esd, msd = ckpt["ema"].float().state_dict(), ema.ema.state_dict()
-        if esd.keys() == msd.keys() and all(esd[k].shape == msd[k].shape for k in esd):
-            ema.ema.load_state_dict(esd)
-            ema.updates = int(ckpt.get("updates") or 0)
-        elif resume:
-            raise CheckpointError(f"--resume {weights}: its EMA model does not match the model it resumes")
-        else:
-            LOGGER.warning(f"WARNING: {weights}: its EMA is of another model; the EMA starts from the new weights")
-    epoch = ckpt.get("epoch")
-    start_epoch = (int(epoch) if isinstance(epoch, (int, float)) else -1) + 1
-    if resume and start_epoch <= 0:
-        raise CheckpointError(f"{weights} training to {epochs} epochs is finished, nothing to resume.")
-    if epochs < start_epoch:
-        LOGGER.info(f"{weights} has been trained for {epoch} epochs. Fine-tuning for {epochs} more epochs.")
-        epochs += int(epoch)
-    return start_epoch, best_fitness, epochs
 
 
 def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks):
@@ -296,7 +195,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
         model = nn.parallel.DistributedDataParallel(model, device_ids=[LOCAL_RANK] if cuda else None,
                                                     output_device=LOCAL_RANK if cuda else None)
 
-    # Model attributes (facts §8.10)
+    # Model attributes
     m = de_parallel(model)
     nl = m.model[-1].nl
     hyp["box"] *= 3 / nl

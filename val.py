@@ -1,4 +1,4 @@
-"""Validate a trained YOLOv5 model on a detection dataset (facts §12).
+"""Validate a trained YOLOv5 model on a detection dataset.
 
 Usage:
     $ python val.py --weights runs/train/exp/weights/best.pt --data ../shared/data/bccd/bccd.yaml --img 320
@@ -42,7 +42,7 @@ DEFAULT_DATA = ROOT / "data" / "shapes.yaml"  # the embedded demo set, generated
 
 
 def save_one_txt(predn: torch.Tensor, save_conf: bool, shape: tuple, file: Path) -> None:
-    """Append ``cls x y w h [conf]`` lines, normalised by the original image (w, h) (facts §12.6)."""
+    """Append ``cls x y w h [conf]`` lines, normalised by the original image (w, h)."""
     gn = torch.tensor(shape)[[1, 0, 1, 0]]  # normalisation gain whwh
     with open(file, "a") as f:
         for *xyxy, conf, cls in predn.tolist():

@@ -1,4 +1,4 @@
-"""``DetectMultiBackend``: one inference interface over PyTorch, TorchScript and ONNX models (facts §14.4).
+"""``DetectMultiBackend``: one inference interface over PyTorch, TorchScript and ONNX models.
 
 v6.1 defines ``DetectMultiBackend`` in ``models/common.py``. Here it lives in its own module because it loads
 whole checkpoints through ``models.experimental.attempt_load``, which needs ``models.yolo``, which imports
@@ -37,7 +37,7 @@ class UnsupportedFormatError(InputError, NotImplementedError):
 
 
 class ExportFormat(NamedTuple):
-    """One row of v6.1's export format table (facts §14.2), plus whether this project supports it."""
+    """One row of v6.1's export format table, plus whether this project supports it."""
 
     format: str
     argument: str
@@ -133,7 +133,7 @@ def _torch_device(device: Any) -> torch.device:
 
 
 class DetectMultiBackend(nn.Module):
-    """YOLOv5 inference on a ``.pt``, ``.torchscript`` or ``.onnx`` model (facts §14.4).
+    """YOLOv5 inference on a ``.pt``, ``.torchscript`` or ``.onnx`` model.
 
     Attributes:
         pt, jit, onnx: which backend is in use (v6.1's flags; ``onnx`` also with ``dnn=True``).
@@ -179,7 +179,7 @@ class DetectMultiBackend(nn.Module):
         self.pt, self.jit, self.onnx, self.dnn = fmt == "-", fmt == "torchscript", fmt == "onnx", dnn
         self.device = _torch_device(device)
         default_names = [f"class{i}" for i in range(1000)]
-        stride, names = 64, default_names  # defaults (facts §14.4)
+        stride, names = 64, default_names  # defaults
         self.dynamic, self.input_shape = False, None
         if not self.pt and not Path(w).is_file():
             raise FileNotFoundError(f"model file not found: {w}")

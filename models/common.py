@@ -1,4 +1,4 @@
-"""YOLOv5 v6.1 layers (facts §2).
+"""YOLOv5 v6.1 layers.
 
 Class names, constructor signatures and attribute names are those of YOLOv5 v6.1: official checkpoints pickle
 these classes by their dotted path (``models.common.Conv``...) and their attributes form the state-dict keys.
@@ -50,7 +50,7 @@ class Conv(nn.Module):
         return self.act(self.conv(x))
 
     def fuse_layers(self) -> None:
-        """Fold ``bn`` into ``conv`` (facts §2.24); ``Model.fuse()`` calls this on every module that has it."""
+        """Fold ``bn`` into ``conv``; ``Model.fuse()`` calls this on every module that has it."""
         if hasattr(self, "bn"):
             self.conv = fuse_conv_and_bn(self.conv, self.bn)
             delattr(self, "bn")

@@ -99,7 +99,7 @@ def detection_model(ckpt: Any, f: str | Path) -> nn.Module:
 
 def attempt_load(weights: str | Path | list, map_location=None, inplace: bool = True, fuse: bool = True,
                  trusted: bool | None = None) -> nn.Module:
-    """Load one checkpoint as a Model, or several as an Ensemble (facts §6.3).
+    """Load one checkpoint as a Model, or several as an Ensemble.
 
     Checkpoints are read with ``torch.load(weights_only=True)`` and the allowlist of :func:`safe_classes`;
     set ``YOLOV5_TRUST_CHECKPOINT=1`` (or pass ``trusted=True``) to load a pickle you trust that needs more.

@@ -13,7 +13,7 @@ name, so a new layer (an attention module, say) is one file with one decorator::
 and the yaml line ``[-1, 1, MyAttention, [1024, 8]]`` builds it with the real input channels.
 
 A channel rule is a callable ``rule(ctx: LayerContext) -> LayerArgs``. The rules YOLOv5 v6.1 needs
-(facts §1.4) are defined below: :func:`passthrough`, :func:`conv`, :func:`conv_repeat`,
+ are defined below: :func:`passthrough`, :func:`conv`, :func:`conv_repeat`,
 :func:`input_channels`, :func:`concat`, :func:`contract`, :func:`expand`, :func:`detect` and
 :func:`attention`.
 """
@@ -141,7 +141,7 @@ def detect(ctx: LayerContext) -> LayerArgs:
 
 
 def attention(ctx: LayerContext) -> LayerArgs:
-    """Attention contract (attention-modules.md): output channels = input channels.
+    """Attention contract: output channels = input channels.
 
     yaml args: an optional nominal channel count (an int, for width 1.0, scaled and checked against the real
     input), then the module's own positional options, then optionally a mapping of keyword options.

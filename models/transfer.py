@@ -1,6 +1,6 @@
 """Pretrained weight transfer that survives inserted, moved and removed layers.
 
-YOLOv5 v6.1 transfers a checkpoint by state_dict key and shape (facts §6.4). Keys carry the layer index
+YOLOv5 v6.1 transfers a checkpoint by state_dict key and shape. Keys carry the layer index
 (``model.17.cv1.conv.weight``), so one layer inserted at index 10 shifts every later key: those layers are lost, or
 worse, a layer that only happens to have the same shape at the old index is loaded with unrelated weights.
 
@@ -20,6 +20,10 @@ from collections import defaultdict
 
 import torch
 
+from models.experimental import checkpoint_model, describe_checkpoint, safe_classes
+from models.yolo import Model
+from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.general import LOGGER
 from utils.torch_utils import intersect_dicts
 
 _KEY = re.compile(r"^model\.(\d+)\.(.*)$")
@@ -95,5 +99,51 @@ def transfer_state_dict(src_sd: dict[str, torch.Tensor], src_yaml: dict | None, 
         else:
             k_new = k
         renamed[k_new], old_key[k_new] = v, k
-    out = intersect_dicts(renamed, dst_sd, exclude=tuple(exclude))  # key, shape and exclude checks (facts §6.4)
+    out = intersect_dicts(renamed, dst_sd, exclude=tuple(exclude))  # key, shape and exclude checks
     return out, sum(k != old_key[k] for k in out)
+
+
+def load_pretrained(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device):
+    """Build the model and transfer a checkpoint's weights by name and shape.
+
+    Layers are paired by aligning the checkpoint's yaml with the new one (models/transfer.py), so a ``--cfg`` with
+    inserted, moved or removed layers still receives every shared layer; the log then says how many entries
+    changed index: ``Transferred 348/354 items from yolov5s.pt (24 remapped)``. A checkpoint that holds only an
+    EMA model, or (with ``--cfg``) a plain state_dict or a model without its yaml, transfers by layer name.
+
+    Raises:
+        CheckpointError: the file holds no usable weights, or cannot be resumed (the message says why).
+    """
+    ckpt = load_checkpoint(weights, map_location="cpu", allowed=safe_classes())
+    try:
+        src = checkpoint_model(ckpt, weights, prefer_ema=False)
+        src_sd, src_yaml = src.float().state_dict(), getattr(src, "yaml", None)
+    except CheckpointError:
+        if resume or not isinstance(ckpt, dict):
+            raise
+        src_sd, src_yaml = plain_state_dict(ckpt, weights), None  # weights only: transfer by layer name
+    if resume and not (isinstance(ckpt, dict) and ckpt.get("optimizer") is not None and src_yaml):
+        raise CheckpointError(f"--resume {weights}: not a training checkpoint (it needs the model, its optimizer "
+                              f"state and epoch, as train.py saves last.pt); start a new run with --weights {weights}")
+    if not (cfg or src_yaml):
+        raise CheckpointError(f"{weights} holds {describe_checkpoint(ckpt)} without its model yaml: pass "
+                              f"--cfg <model.yaml> to say which model to build")
+    model = Model(cfg or src_yaml, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+    exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []
+    csd, remapped = transfer_state_dict(src_sd, src_yaml, model.state_dict(), model.yaml, exclude=exclude)
+    model.load_state_dict(csd, strict=False)
+    note = f" ({remapped} remapped)" if remapped else ""
+    LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {weights}{note}")
+    return model, ckpt
+
+
+def plain_state_dict(ckpt, weights: str) -> dict[str, torch.Tensor]:
+    """The tensors of a state_dict checkpoint (``module.`` prefixes of DDP saves removed).
+
+    Raises:
+        CheckpointError: no tensors to transfer.
+    """
+    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not (isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values())):
+        raise CheckpointError(f"{weights} holds {describe_checkpoint(ckpt)}: no weights to transfer")
+    return {k.removeprefix("module."): v for k, v in sd.items()}

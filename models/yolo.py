@@ -1,4 +1,4 @@
-"""YOLO-specific modules: the ``Detect`` head, ``Model`` and ``parse_model`` (facts §1, §3).
+"""YOLO-specific modules: the ``Detect`` head, ``Model`` and ``parse_model``.
 
 Usage:
     $ python models/yolo.py --cfg yolov5s.yaml            # layer table and summary line
@@ -37,7 +37,7 @@ from utils.torch_utils import initialize_weights, model_info, scale_img, select_
 
 @register(rule=detect, kind="head")
 class Detect(nn.Module):
-    """Detection head: one 1×1 conv per level; decodes boxes in eval mode (facts §3.1)."""
+    """Detection head: one 1×1 conv per level; decodes boxes in eval mode."""
 
     stride = None  # strides computed during build
     onnx_dynamic = False  # ONNX export parameter
@@ -85,7 +85,7 @@ class Detect(nn.Module):
 
 
 class Model(nn.Module):
-    """A YOLOv5 model built from a yaml file or dict (facts §3.2)."""
+    """A YOLOv5 model built from a yaml file or dict."""
 
     def __init__(self, cfg: str | Path | dict = "yolov5s.yaml", ch: int = 3, nc: int | None = None,
                  anchors: Any = None):
@@ -211,7 +211,7 @@ class Model(nn.Module):
             LOGGER.info(f"{sum(dt):10.2f} {'-':>10s} {'-':>10s}  Total")
 
     def _initialize_biases(self, cf: torch.Tensor | None = None) -> None:
-        """Objectness and class bias priors (facts §3.3), added on top of the default init."""
+        """Objectness and class bias priors, added on top of the default init."""
         m = self.model[-1]
         for mi, s in zip(m.m, m.stride):
             b = mi.bias.view(m.na, -1)  # conv.bias(255) -> (3, 85)
@@ -236,7 +236,7 @@ class Model(nn.Module):
         return self
 
     def info(self, verbose: bool = False, img_size: int | list = 640) -> str:
-        """Log the summary line (facts §1.7)."""
+        """Log the summary line."""
         return model_info(self, verbose, img_size)
 
     def _apply(self, fn, *args, **kwargs):
@@ -285,7 +285,7 @@ def _row_error(src: str, i: int, row: Any, msg: str) -> ModelConfigError:
 
 
 def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Sequential, list[int]]:
-    """Build the layers of a model dict (facts §1.2-§1.6) and log v6.1's layer table.
+    """Build the layers of a model dict and log v6.1's layer table.
 
     Every module name is resolved in the registry, whose channel rule turns the yaml arguments into
     constructor arguments; nothing here knows any particular layer.

@@ -218,7 +218,7 @@ def test_rerun_after_crashes_trains_only_unfinished_runs(tmp_path, monkeypatch, 
     assert fake.calls == [("train", "baseline_s0"), ("train", "SimAM_s0"), ("train", "baseline_s1")]
     assert measured == ["baseline", "SimAM"]
     assert any("SimAM_s0 failed (exit code 1); see " + str(d / "logs" / "SimAM_s0.log") in x for x in yolo_log)
-    assert not (d / ".ablate.lock").exists()
+    assert not (d / ".lock").exists()
 
     fake.calls.clear()
     with pytest.raises(Crash):  # 2: failed SimAM_s0 retried from scratch, baseline_s1 collected, killed in SimAM_s1

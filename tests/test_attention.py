@@ -1,4 +1,4 @@
-"""Tests of the attention modules (models/attention/), against docs/attention-modules.md.
+"""Tests of the attention modules (models/attention/), against their papers' formulas and the module contract.
 
 The contract tests loop over ``registry.classes("attention")``, so a newly registered module is covered as soon
 as ``models.attention`` imports it; it only has to build as ``cls(c1)`` with c1 a multiple of 16.

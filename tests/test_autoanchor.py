@@ -1,4 +1,4 @@
-"""AutoAnchor (facts §11): BPR check, k-means + evolution, anchors written back in grid units."""
+"""AutoAnchor: BPR check, k-means + evolution, anchors written back in grid units."""
 
 from __future__ import annotations
 

@@ -209,7 +209,7 @@ def test_detect_save_txt_keeps_same_stem_sources_apart(ckpts, tmp_path):
                    save_txt=True, device="cpu", project=str(tmp_path), name="det")
     labels = sorted(p.name for p in (d / "labels").iterdir())
     assert labels == ["a.txt", "a_2.txt", "a_3.txt"]
-    assert all(len((d / "labels" / x).read_text().splitlines()) == 3 for x in labels)  # max_det rows each
+    assert all(1 <= len((d / "labels" / x).read_text().splitlines()) <= 3 for x in labels)  # one image's rows each
     assert sorted(p.name for p in d.glob("a*.*")) == ["a.jpg", "a_2.png", "a_3.jpg"]
 
 

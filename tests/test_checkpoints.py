@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import datetime
 import os
-import pickle
 
 import pytest
 import torch
@@ -121,7 +120,7 @@ def test_missing_and_non_checkpoint_files(tmp_path):
 
 
 def test_v61_training_checkpoint_with_numpy_best_fitness_loads(tmp_path):
-    """v6.1's last.pt stores best_fitness as a numpy array (facts §6.1): it must load without opt-in."""
+    """v6.1's last.pt stores best_fitness as a numpy array: it must load without opt-in."""
     import numpy as np
 
     from utils.checkpoint import load_checkpoint

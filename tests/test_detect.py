@@ -1,4 +1,4 @@
-"""detect.py end to end (tiny random-weight model, 160 px) and its inference loaders (facts §10.11, §13)."""
+"""detect.py end to end (tiny random-weight model, 160 px) and its inference loaders."""
 
 from __future__ import annotations
 

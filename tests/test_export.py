@@ -67,7 +67,7 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 def save_ckpt(model: nn.Module, f: Path) -> Path:
-    """A stripped v6.1 checkpoint (facts §6.1-6.2)."""
+    """A stripped v6.1 checkpoint."""
     f.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"epoch": -1, "best_fitness": None, "model": copy.deepcopy(model).half(), "ema": None,
                 "updates": None, "optimizer": None, "wandb_id": None, "date": None}, f)

@@ -1,4 +1,4 @@
-"""ComputeLoss and its BCE variants against hand-computed values (facts §9) on a real yolov5n (nc=3)."""
+"""ComputeLoss and its BCE variants against hand-computed values on a real yolov5n (nc=3)."""
 
 from __future__ import annotations
 

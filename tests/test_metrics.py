@@ -1,4 +1,4 @@
-"""Metrics against hand-computed numbers (facts §12.4, §12.7, §15.4, §15.5)."""
+"""Metrics against hand-computed numbers."""
 
 from __future__ import annotations
 

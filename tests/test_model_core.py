@@ -1,4 +1,4 @@
-"""Model core against YOLOv5 v6.1's facts: layer table, parameter counts, summary line, fusing, strides."""
+"""Model core against YOLOv5 v6.1: layer table, parameter counts, summary line, fusing, strides."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 MODELS = ROOT / "models"
 
-# facts §5.9: (layers, params, fused layers, fused params) for yamls cheap enough to build in a test
+# YOLOv5 v6.1's numbers: (layers, params, fused layers, fused params) for yamls cheap enough to build in a test
 TOTALS = {
     "yolov5n.yaml": (270, 1872157, 213, 1867405),
     "yolov5s.yaml": (270, 7235389, 213, 7225885),
@@ -23,7 +23,7 @@ TOTALS = {
     "hub/yolov3-tiny.yaml": (59, 8852366, 48, 8849182),
 }
 
-# facts §1.6: the yolov5s layer table (index, from, n, params, module, arguments)
+# YOLOv5 v6.1's yolov5s layer table (index, from, n, params, module, arguments)
 YOLOV5S_TABLE = """\
 0 -1 1 3520 models.common.Conv [3, 32, 6, 2, 2]
 1 -1 1 18560 models.common.Conv [32, 64, 3, 2]
@@ -84,12 +84,12 @@ def test_yolov5s_save_list_strides_anchors(yolov5s):
     expected = torch.tensor([[[1.25, 1.625], [2, 3.75], [4.125, 2.875]],
                              [[1.875, 3.8125], [3.875, 2.8125], [3.6875, 7.4375]],
                              [[3.625, 2.8125], [4.875, 6.1875], [11.65625, 10.1875]]])
-    assert torch.equal(yolov5s.model[-1].anchors, expected)  # facts §4.1, grid units
+    assert torch.equal(yolov5s.model[-1].anchors, expected)  # v6.1's anchors, in grid units
     assert yolov5s.names == [str(i) for i in range(80)] and yolov5s.yaml["ch"] == 3 and yolov5s.yaml_file == "yolov5s.yaml"
 
 
 def test_bias_init_priors(yolov5s):
-    # facts §3.3: + ln(8/(640/s)^2) on objectness, + ln(0.6/(nc-0.999999)) on classes, over a U(±1/sqrt(fan_in)) init
+    # v6.1's bias priors: + ln(8/(640/s)^2) on objectness, + ln(0.6/(nc-0.999999)) on classes, over a U(±1/sqrt(fan_in)) init
     det = yolov5s.model[-1]
     for conv, s, obj in zip(det.m, (8, 16, 32), (-6.6846, -5.2983, -3.9120)):
         b = conv.bias.detach().view(det.na, -1)
@@ -101,7 +101,7 @@ def test_bias_init_priors(yolov5s):
 def test_bn_init_and_probe_side_effect(yolov5s):
     bn = yolov5s.model[0].bn
     assert bn.eps == 1e-3 and bn.momentum == 0.03
-    assert int(bn.num_batches_tracked) == 1  # the stride probe ran once in training mode (facts §3.2)
+    assert int(bn.num_batches_tracked) == 1  # the stride probe ran once in training mode
 
 
 def test_detect_eval_output_rows_and_decoding(yolov5s):

@@ -1,4 +1,4 @@
-"""non_max_suppression against hand-checked boxes (facts §12.3)."""
+"""non_max_suppression against hand-checked boxes."""
 
 from __future__ import annotations
 

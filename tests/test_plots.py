@@ -1,4 +1,4 @@
-"""Drawing and plot helpers: palette, Annotator, batch mosaics, label/results plots, crops (facts §13.4, §15.12)."""
+"""Drawing and plot helpers: palette, Annotator, batch mosaics, label/results plots, crops."""
 
 from __future__ import annotations
 

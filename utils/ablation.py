@@ -12,12 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from utils.general import LOGGER
+from utils.general import LOGGER, atomic_write
 from utils.metrics import fitness
 
 BASELINE = "baseline"
@@ -40,14 +39,9 @@ def load_state(path: str | Path) -> dict:
 
 def save_state(state: dict, path: str | Path) -> None:
     """Write ``state`` as JSON atomically (temporary file, then rename): a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     state["updated"] = datetime.now().isoformat(timespec="seconds")
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=1, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(state, indent=1, sort_keys=False)
+    atomic_write(path, lambda f: f.write(text.encode()), durable=True)
 
 
 def settings_diff(old: dict | None, new: dict) -> list[str]:

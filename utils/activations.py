@@ -1,4 +1,4 @@
-"""Activation functions written out as elementary tensor operations, for export (facts §14.3).
+"""Activation functions written out as elementary tensor operations, for export.
 
 ``nn.SiLU`` and ``nn.Hardswish`` map to single operators that some export targets and older ONNX opsets do
 not have; these modules compute the same values with ``sigmoid``/``hardtanh`` and products, which every

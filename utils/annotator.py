@@ -1,4 +1,4 @@
-"""Drawing boxes and labels on images: the class colour palette, local font lookup and ``Annotator`` (facts §13.4).
+"""Drawing boxes and labels on images: the class colour palette, local font lookup and ``Annotator``.
 
 ``utils.plots`` re-exports everything here, so ``from utils.plots import Annotator, colors`` works as in v6.1.
 Fonts are never downloaded: a requested font is used only when it is found on disk, else an installed

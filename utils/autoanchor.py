@@ -1,4 +1,4 @@
-"""AutoAnchor (facts §11): anchor order check, dataset fit (best possible recall) and k-means + genetic evolution."""
+"""AutoAnchor: anchor order check, dataset fit (best possible recall) and k-means + genetic evolution."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _ratio_metric(k: torch.Tensor, wh: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 def check_anchors(dataset: Any, model: nn.Module, thr: float = 4.0, imgsz: int = 640) -> None:
-    """Check the model's anchors against the dataset's labels and evolve new ones when BPR <= 0.98 (facts §11.2).
+    """Check the model's anchors against the dataset's labels and evolve new ones when BPR <= 0.98.
 
     Args:
         dataset: an object with ``.shapes`` (N, 2) image (w, h) and ``.labels`` (list of (n, 5) ``cls, xywh``
@@ -103,7 +103,7 @@ def _load_dataset(path: str | Path) -> LoadImagesAndLabels:
 
 def kmean_anchors(dataset: Any = "./data/coco128.yaml", n: int = 9, img_size: int = 640, thr: float = 4.0,
                   gen: int = 1000, verbose: bool = True) -> np.ndarray:
-    """Anchors evolved for a dataset: scipy k-means on whitened label sizes, then a genetic search (facts §11.3).
+    """Anchors evolved for a dataset: scipy k-means on whitened label sizes, then a genetic search.
 
     Args:
         dataset: a dataset yaml path, or an object with ``.shapes`` (N, 2 w, h) and ``.labels`` (list of (n, 5)).

@@ -1,4 +1,4 @@
-"""AutoBatch (facts §8.6): the largest batch size that fits in 90% of CUDA memory."""
+"""AutoBatch: the largest batch size that fits in 90% of CUDA memory."""
 
 from __future__ import annotations
 

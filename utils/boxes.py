@@ -1,4 +1,4 @@
-"""Box and segment coordinate conversions (facts §15.3). Work on numpy arrays and torch tensors alike."""
+"""Box and segment coordinate conversions. Work on numpy arrays and torch tensors alike."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training / validation hooks: named lists of callables run in registration order (facts §15.11)."""
+"""Training / validation hooks: named lists of callables run in registration order."""
 
 from __future__ import annotations
 

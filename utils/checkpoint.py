@@ -5,6 +5,9 @@ file names. Here a checkpoint may only reference the classes the caller allows (
 torch.nn's, see ``models.experimental.safe_classes``); anything else is refused with a message that names
 the global it wanted. A user who trusts a file opts in with the environment variable
 ``YOLOV5_TRUST_CHECKPOINT=1`` (or ``trusted=True``), which loads it as an ordinary pickle.
+
+Also here: atomic saves (:func:`save_atomic`), release checkpoints (:func:`strip_optimizer`) and restoring a
+training state (optimizer, EMA, epoch) that may come from another model (:func:`restore_training_state`).
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import torch
 
-from utils.general import LOGGER, InputError
+from utils.general import LOGGER, InputError, atomic_write
+
+if TYPE_CHECKING:
+    from utils.torch_utils import ModelEMA
 
 TRUST_ENV = "YOLOV5_TRUST_CHECKPOINT"
 
@@ -100,24 +105,13 @@ def _unreadable(f: Path, e: BaseException) -> str:
 
 
 def save_atomic(obj: Any, f: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``f``, then rename: ``f`` is always a complete checkpoint.
-
-    The temporary name is unique per call, so two processes writing the same ``f`` never collide; the last
-    rename wins and each reader sees one whole file.
-    """
-    f = Path(f)
-    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f".{f.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, f)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to a uniquely named temporary file beside ``f``, then rename: ``f`` is always a complete
+    checkpoint, and two processes writing the same ``f`` never collide (the last rename wins)."""
+    atomic_write(f, lambda fh: torch.save(obj, fh))
 
 
 def strip_optimizer(f: str | Path = "best.pt", s: str | Path = "", allowed: Iterable = ()) -> None:
-    """Make a release checkpoint (facts §6.2): EMA as the model, FP16, no optimizer state, epoch -1."""
+    """Make a release checkpoint: EMA as the model, FP16, no optimizer state, epoch -1."""
     x = load_checkpoint(f, map_location=torch.device("cpu"), allowed=allowed)
     if not isinstance(x, dict) or not isinstance(x.get("ema") or x.get("model"), torch.nn.Module):
         raise CheckpointError(f"{f} is not a YOLOv5 training checkpoint (a dict with a 'model'); nothing stripped")
@@ -132,3 +126,58 @@ def strip_optimizer(f: str | Path = "best.pt", s: str | Path = "", allowed: Iter
     save_atomic(x, s or f)
     mb = os.path.getsize(s or f) / 1e6
     LOGGER.info(f"Optimizer stripped from {f},{(' saved as %s,' % s) if s else ''} {mb:.1f}MB")
+
+
+def optimizer_state_fits(optimizer: torch.optim.Optimizer, state: dict) -> str:
+    """Why a saved optimizer state does not fit ``optimizer`` ('' when it does): groups or buffer shapes differ."""
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
+        return "its parameter groups differ from this model's"
+    params = {}
+    for g, saved in zip(optimizer.param_groups, groups):
+        if len(g["params"]) != len(saved.get("params", ())):
+            return "its parameter groups hold a different number of parameters"
+        params.update(zip(saved["params"], g["params"]))
+    for k, st in state.get("state", {}).items():
+        for v in st.values() if isinstance(st, dict) else ():
+            if isinstance(v, torch.Tensor) and v.ndim and k in params and v.shape != params[k].shape:
+                return f"a saved buffer of shape {tuple(v.shape)} meets a parameter of shape {tuple(params[k].shape)}"
+    return ""
+
+
+def restore_training_state(ckpt, weights: str, optimizer: torch.optim.Optimizer, ema: ModelEMA | None, epochs: int,
+                           resume: bool) -> tuple[int, float, int]:
+    """Optimizer, EMA, best fitness and epoch from a checkpoint: ``(start_epoch, best_fitness, epochs)``.
+
+    A state saved for another model (fine-tuning into a different ``--cfg``) is skipped with a warning; when
+    resuming it is an error.
+    """
+    if not isinstance(ckpt, dict):
+        return 0, 0.0, epochs
+    best_fitness = 0.0
+    if ckpt.get("optimizer") is not None:
+        why = optimizer_state_fits(optimizer, ckpt["optimizer"])
+        if why and resume:
+            raise CheckpointError(f"--resume {weights}: its optimizer state does not fit this model ({why})")
+        if why:
+            LOGGER.warning(f"WARNING: {weights}: optimizer state not loaded ({why}); starting a fresh optimizer")
+        else:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            best_fitness = float(np.asarray(ckpt.get("best_fitness") or 0.0).reshape(-1)[0])
+    if ema and isinstance(ckpt.get("ema"), torch.nn.Module):
+        esd, msd = ckpt["ema"].float().state_dict(), ema.ema.state_dict()
+        if esd.keys() == msd.keys() and all(esd[k].shape == msd[k].shape for k in esd):
+            ema.ema.load_state_dict(esd)
+            ema.updates = int(ckpt.get("updates") or 0)
+        elif resume:
+            raise CheckpointError(f"--resume {weights}: its EMA model does not match the model it resumes")
+        else:
+            LOGGER.warning(f"WARNING: {weights}: its EMA is of another model; the EMA starts from the new weights")
+    epoch = ckpt.get("epoch")
+    start_epoch = (int(epoch) if isinstance(epoch, (int, float)) else -1) + 1
+    if resume and start_epoch <= 0:
+        raise CheckpointError(f"{weights} training to {epochs} epochs is finished, nothing to resume.")
+    if epochs < start_epoch:
+        LOGGER.info(f"{weights} has been trained for {epoch} epochs. Fine-tuning for {epochs} more epochs.")
+        epochs += int(epoch)
+    return start_epoch, best_fitness, epochs

@@ -1,4 +1,4 @@
-"""Dataset yaml loading and checking (facts §10.1), without any download.
+"""Dataset yaml loading and checking, without any download.
 
 Differences from v6.1, on purpose:
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import urllib.request
 from pathlib import Path
 
-from utils.general import LOGGER
+from utils.general import LOGGER, atomic_write
 
 RELEASE_URL = "https://github.com/ultralytics/yolov5/releases/download/v6.1/{name}"
 ASSETS = [f"yolov5{s}{p}.pt" for s in "nsmlx" for p in ("", "6")]  # official v6.1 release assets
@@ -26,18 +25,20 @@ def attempt_download(file: str | Path, timeout: float = 10.0) -> str:
     if name not in ASSETS:
         raise FileNotFoundError(f"weights not found: {file}")
     url = RELEASE_URL.format(name=name)
-    tmp = file.with_name(f".{name}.part")
+
+    def fetch(f) -> None:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            data = r.read()
+        if len(data) < 1e5:
+            raise OSError(f"download too small ({len(data)} bytes)")
+        f.write(data)
+
     try:
         LOGGER.info(f"Downloading {url} to {file}...")
         file.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-            f.write(r.read())
-        if tmp.stat().st_size < 1e5:
-            raise OSError(f"download too small ({tmp.stat().st_size} bytes)")
-        os.replace(tmp, file)
+        atomic_write(file, fetch)  # a unique temporary name: concurrent downloads never mix
         return str(file)
     except Exception as e:
-        tmp.unlink(missing_ok=True)
         raise FileNotFoundError(f"weights not found: {file}, and downloading {url} failed ({type(e).__name__}: {e}). "
                                 f"Without a network, copy {name} there by hand, name other weights with "
                                 f"--weights, or train from scratch with --weights '' --cfg <model.yaml>.") from None

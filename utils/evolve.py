@@ -1,4 +1,4 @@
-"""Hyperparameter evolution (``train.py --evolve``, facts §8.16): mutate the best hyps, train, record, repeat."""
+"""Hyperparameter evolution (``train.py --evolve``): mutate the best hyps, train, record, repeat."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def count_macs(model: nn.Module, inputs: tuple) -> float:
 
 
 def model_gflops(model: nn.Module, img_size: int | list | tuple = 640) -> float | None:
-    """GFLOPs of a detection model at ``img_size`` (facts §1.7): profiled at a stride-sized input, scaled.
+    """GFLOPs of a detection model at ``img_size``: profiled at a stride-sized input, scaled.
 
     Returns None (and logs why, once) when thop is missing or profiling fails.
     """

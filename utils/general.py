@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import math
 import os
 import platform
 import re
+import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]  # repository root
@@ -165,7 +167,7 @@ def check_img_size(imgsz: int | list, s: int = 32, floor: int = 0) -> int | list
 
 
 def one_cycle(y1: float = 0.0, y2: float = 1.0, steps: int = 100):
-    """Cosine ramp from y1 to y2 over ``steps`` (facts §15.5)."""
+    """Cosine ramp from y1 to y2 over ``steps``."""
     return lambda x: ((1 - math.cos(x * math.pi / steps)) / 2) * (y2 - y1) + y1
 
 
@@ -201,3 +203,25 @@ class OutputNames:
                            f"{stem}.* so that neither overwrites the other")
         self._stem_of[key], self._owner[stem] = stem, key
         return stem
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: bool = False) -> None:
+    """Call ``write`` on a new uniquely named file next to ``path``, then rename it to ``path``.
+
+    A reader never sees a half-written file, and concurrent writers (several processes or threads) never share a
+    temporary file. The temporary file is removed on failure and the error re-raised. ``durable`` also flushes
+    the data to disk before the rename (a power cut leaves the old file or the new one).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

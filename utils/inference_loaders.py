@@ -1,4 +1,4 @@
-"""Inference sources for ``detect.py``: image/video files and live streams (facts §10.11).
+"""Inference sources for ``detect.py``: image/video files and live streams.
 
 v6.1 keeps these in ``utils/datasets.py``; they live here because that file holds the training dataset and is
 already near the size limit, and ``utils.datasets`` re-exports both classes so ``from utils.datasets import

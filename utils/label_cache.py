@@ -26,20 +26,17 @@ per folder per process.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import hashlib
 import json
 import os
 import tempfile
-import uuid
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import numpy as np
 
-from utils.general import LOGGER, NUM_THREADS, ROOT
+from utils.general import LOGGER, NUM_THREADS, ROOT, atomic_write  # noqa: F401 (re-export)
 
 CACHE_VERSION = 0.7  # 0.7: pickle-free .npz archive and a size + mtime + label-content hash (v6.1 wrote 0.6)
 CACHE_FORMAT = "yolov5-label-cache-npz"
@@ -82,23 +79,6 @@ def get_hash(paths: list[str]) -> str:
     for p, s in zip(paths, states):
         h.update(os.fsencode(p) + b"\0" + s + b"\n")
     return h.hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a new uniquely named file next to ``path``, then rename it to ``path``.
-
-    A reader never sees a half-written file, and concurrent writers (several processes or threads) never share a
-    temporary file. The temporary file is removed on failure and the error re-raised.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _pack(cache: dict) -> dict[str, np.ndarray]:

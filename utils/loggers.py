@@ -1,6 +1,6 @@
-"""Run loggers: ``results.csv`` (exact v6.1 format), TensorBoard scalars/images and training plots (facts §8.13).
+"""Run loggers: ``results.csv`` (exact v6.1 format), TensorBoard scalars/images and training plots.
 
-Every public method is named after a train.py hook (§15.11), so train.py can register them all on its
+Every public method is named after a train.py hook, so train.py can register them all on its
 ``Callbacks``. W&B is not supported and is skipped silently.
 """
 

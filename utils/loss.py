@@ -1,4 +1,4 @@
-"""Training loss (facts §9): ``ComputeLoss`` with v6.1 target assignment, plus BCE variants."""
+"""Training loss: ``ComputeLoss`` with v6.1 target assignment, plus BCE variants."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class BCEBlurWithLogitsLoss(nn.Module):
 
 
 class FocalLoss(nn.Module):
-    """Focal loss wrapped around a BCE-with-logits criterion (facts §9.1).
+    """Focal loss wrapped around a BCE-with-logits criterion.
 
     Per element: ``BCE · α_t · (1 - p_t)^γ`` with ``p = σ(x)``, ``p_t = y·p + (1-y)(1-p)``,
     ``α_t = y·α + (1-y)(1-α)``; reduced with the wrapped criterion's original reduction.
@@ -92,7 +92,7 @@ class QFocalLoss(FocalLoss):
 
 
 class ComputeLoss:
-    """YOLOv5 v6.1 loss: CIoU box + BCE objectness (IoU targets, per-level balance) + BCE classes (facts §9).
+    """YOLOv5 v6.1 loss: CIoU box + BCE objectness (IoU targets, per-level balance) + BCE classes.
 
     Args:
         model: a ``Model`` (optionally DP/DDP wrapped) carrying ``.hyp`` (the scaled hyperparameters: ``box``,
@@ -172,7 +172,7 @@ class ComputeLoss:
 
     def build_targets(self, p: list[torch.Tensor], targets: torch.Tensor
                       ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[tuple], list[torch.Tensor]]:
-        """Assign targets to (image, anchor, cell) triples per level (facts §9.3).
+        """Assign targets to (image, anchor, cell) triples per level.
 
         Each target is paired with every anchor (anchor-major order); pairs whose w or h ratio to the anchor
         exceeds ``anchor_t`` (either way) are dropped; each kept pair goes to its own cell plus the nearer

@@ -1,4 +1,4 @@
-"""Figures of the validation metrics (facts §12.4, §12.7): PR / metric-confidence curves and the confusion matrix.
+"""Figures of the validation metrics: PR / metric-confidence curves and the confusion matrix.
 
 Figures come from ``utils.figures.new_figure`` (pyplot-free, Agg); matplotlib and seaborn are imported when one is
 drawn, so importing the metrics stays cheap.

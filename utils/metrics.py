@@ -1,4 +1,4 @@
-"""Detection metrics (facts §12.4, §12.7, §15.4, §15.5): IoU variants, AP, val matching, confusion matrix.
+"""Detection metrics: IoU variants, AP, val matching, confusion matrix.
 
 The curve and confusion-matrix figures are drawn by :mod:`utils.metric_plots`.
 """
@@ -22,7 +22,7 @@ __all__ = ["fitness", "box_iou", "bbox_iou", "bbox_ioa", "wh_iou", "compute_ap",
 
 
 def fitness(x: np.ndarray) -> np.ndarray:
-    """Model fitness per row of ``[P, R, mAP@.5, mAP@.5:.95, ...]``: 0.1·mAP@.5 + 0.9·mAP@.5:.95 (facts §15.5)."""
+    """Model fitness per row of ``[P, R, mAP@.5, mAP@.5:.95, ...]``: 0.1·mAP@.5 + 0.9·mAP@.5:.95."""
     w = np.array([0.0, 0.0, 0.1, 0.9])
     return (np.asarray(x)[:, :4] * w).sum(1)
 
@@ -48,7 +48,7 @@ def box_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
 
 def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, x1y1x2y2: bool = True, GIoU: bool = False, DIoU: bool = False,
              CIoU: bool = False, eps: float = 1e-7) -> torch.Tensor:
-    """Element-wise IoU / GIoU / DIoU / CIoU between two box sets (facts §15.4), v6.1 calling convention.
+    """Element-wise IoU / GIoU / DIoU / CIoU between two box sets, v6.1 calling convention.
 
     Args:
         box1: (4,) one box or (4, n) boxes given **transposed** (as the loss passes ``pbox.T``).
@@ -107,7 +107,7 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
 
 def compute_ap(recall: Sequence[float], precision: Sequence[float],
                method: str = "interp") -> tuple[float, np.ndarray, np.ndarray]:
-    """Average precision of one PR curve (facts §12.4).
+    """Average precision of one PR curve.
 
     Sentinels recall 0 / precision 1 and recall 1 / precision 0 are added, precision is replaced by its
     envelope (reverse cumulative maximum), then integrated.
@@ -136,7 +136,7 @@ def compute_ap(recall: Sequence[float], precision: Sequence[float],
 def ap_per_class(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray, plot: bool = False,
                  save_dir: str | Path = ".", names: Sequence[str] | dict = (), eps: float = 1e-16
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class precision, recall, F1 and AP at each IoU threshold (facts §12.4).
+    """Per-class precision, recall, F1 and AP at each IoU threshold.
 
     Args:
         tp: (n, t) bool/0-1, prediction i is correct at IoU threshold j.
@@ -209,7 +209,7 @@ def _by_iou_desc(matches: np.ndarray) -> np.ndarray:
 
 
 def process_batch(detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Tensor) -> torch.Tensor:
-    """v6.1 val matching of one image's detections to its labels (facts §12.4).
+    """v6.1 val matching of one image's detections to its labels.
 
     Pairs with IoU >= iouv[0] and equal class are candidates; sorted by IoU descending, each detection keeps its
     best label; then each label keeps the first remaining pair in detection-index order (= NMS confidence order,
@@ -237,7 +237,7 @@ def process_batch(detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Te
 
 
 class ConfusionMatrix:
-    """Detection confusion matrix (facts §12.7): rows = predicted class, columns = true class, index nc = background.
+    """Detection confusion matrix: rows = predicted class, columns = true class, index nc = background.
 
     Args:
         nc: number of classes.
@@ -299,7 +299,7 @@ class ConfusionMatrix:
 
 # ------------------------------------------------------------------------------------------------ class weights
 def labels_to_class_weights(labels: Sequence[np.ndarray], nc: int = 80) -> torch.Tensor:
-    """Inverse-frequency class weights from per-image (n, 5) label arrays (facts §15.5).
+    """Inverse-frequency class weights from per-image (n, 5) label arrays.
 
     Counts over all labels (classes never seen count 1), weights = 1/count normalised to sum 1; an empty tensor when
     ``labels[0] is None``.

@@ -1,4 +1,4 @@
-"""Non-maximum suppression of decoded YOLOv5 outputs (facts §12.3)."""
+"""Non-maximum suppression of decoded YOLOv5 outputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plotting helpers: training mosaics, label statistics, results curves, crops and feature maps (facts §13.4, §15.12).
+"""Plotting helpers: training mosaics, label statistics, results curves, crops and feature maps.
 
 Drawing primitives (``Colors``, ``colors``, ``Annotator``) live in ``utils.annotator`` and are re-exported here.
 matplotlib is used through its object-oriented ``Figure`` API (no pyplot state), so these functions are safe to

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from utils.general import LOGGER, InputError
+from utils.general import LOGGER, InputError, atomic_write
 
 try:  # POSIX
     import fcntl
@@ -200,8 +200,6 @@ def trim_results_csv(save_dir: str | Path, start_epoch: int) -> int:
             keep.append(line)
     dropped = len(lines) - len(keep)
     if dropped:
-        tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(keep))
-        os.replace(tmp, f)
+        atomic_write(f, lambda fh: fh.write("".join(keep).encode()))
         LOGGER.info(f"Resuming at epoch {start_epoch}: removed {dropped} later row(s) from {f}")
     return dropped

@@ -28,7 +28,7 @@ def date_modified(path: str | Path = __file__) -> str:
 
 
 def select_device(device: str = "", batch_size: int = 0, newline: bool = True) -> torch.device:
-    """Pick ``cpu`` or CUDA devices from a string like ``''``, ``'cpu'``, ``'0'`` or ``'0,1'`` (facts §15.8)."""
+    """Pick ``cpu`` or CUDA devices from a string like ``''``, ``'cpu'``, ``'0'`` or ``'0,1'``."""
     s = f"YOLOv5 🚀 {date_modified()} torch {torch.__version__} "
     device = str(device).strip().lower().replace("cuda:", "")
     cpu = device == "cpu"
@@ -75,7 +75,7 @@ def de_parallel(model: nn.Module) -> nn.Module:
 
 
 def initialize_weights(model: nn.Module) -> None:
-    """YOLOv5 init (facts §3.4): BatchNorm2d eps 1e-3 / momentum 0.03, in-place activations; convs untouched."""
+    """YOLOv5 init: BatchNorm2d eps 1e-3 / momentum 0.03, in-place activations; convs untouched."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.eps = 1e-3
@@ -86,7 +86,7 @@ def initialize_weights(model: nn.Module) -> None:
 
 @torch.no_grad()
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Fold a BatchNorm into the preceding conv (facts §2.24): a conv with bias and no gradients."""
+    """Fold a BatchNorm into the preceding conv: a conv with bias and no gradients."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
     fused.requires_grad_(False).to(conv.weight.device)
@@ -116,7 +116,7 @@ def model_info(model: nn.Module, verbose: bool = False, img_size: int | list = 6
 
 
 def scale_img(img: torch.Tensor, ratio: float = 1.0, same_shape: bool = False, gs: int = 32) -> torch.Tensor:
-    """Resize a (b, c, h, w) batch by ``ratio`` and pad to a multiple of ``gs`` with 0.447 (TTA, facts §3.6)."""
+    """Resize a (b, c, h, w) batch by ``ratio`` and pad to a multiple of ``gs`` with 0.447 (TTA)."""
     if ratio == 1.0:
         return img
     h, w = img.shape[2:]
@@ -152,7 +152,7 @@ def torch_distributed_zero_first(local_rank: int):
 
 
 def init_seeds(seed: int = 0) -> None:
-    """Seed random, numpy and torch (facts §15.7): seed 0 is deterministic, others let cuDNN benchmark."""
+    """Seed random, numpy and torch: seed 0 is deterministic, others let cuDNN benchmark."""
     import random
 
     import numpy as np
@@ -164,7 +164,7 @@ def init_seeds(seed: int = 0) -> None:
 
 
 class ModelEMA:
-    """Exponential moving average of a model's state (facts §15.10): decay 0.9999·(1 − exp(−updates/2000))."""
+    """Exponential moving average of a model's state: decay 0.9999·(1 − exp(−updates/2000))."""
 
     def __init__(self, model: nn.Module, decay: float = 0.9999, updates: int = 0):
         from copy import deepcopy
@@ -192,7 +192,7 @@ class ModelEMA:
 
 
 class EarlyStopping:
-    """Stop when fitness has not improved for ``patience`` epochs (facts §8.14)."""
+    """Stop when fitness has not improved for ``patience`` epochs."""
 
     def __init__(self, patience: int = 30):
         self.best_fitness = 0.0
@@ -219,7 +219,7 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalRe
 
 
 def optimizer_groups(model: nn.Module) -> tuple[list, list, list]:
-    """Split parameters into v6.1's groups (facts §8.4): g0 norm weights (no decay), g1 weights (decay), g2 biases.
+    """Split parameters into v6.1's groups: g0 norm weights (no decay), g1 weights (decay), g2 biases.
 
     v6.1 only looked at ``module.weight``/``module.bias`` with exact BatchNorm2d for g0, so parameters held
     any other way (``nn.MultiheadAttention.in_proj_weight``, ``Sum.w``, raw ``nn.Parameter`` attributes of
