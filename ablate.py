@@ -56,7 +56,7 @@ from utils.ablation import (BASELINE, best_epoch_metrics, load_state, markdown_t
                             run_key, save_state, settings_diff, summarize, write_csv, write_markdown)
 from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
-from utils.general import LOGGER, colorstr, print_args  # noqa: E402
+from utils.general import LOGGER, colorstr, print_args, run_cli  # noqa: E402
 from utils.profiling import interleaved_median_ms  # noqa: E402
 from utils.run_dir import RunLock  # noqa: E402
 
@@ -371,5 +371,5 @@ def run(**kwargs) -> tuple[list[dict], list[str]]:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SIGTERM stops the training child too (see above)
-    _, _failed = main(parse_opt())
+    _, _failed = run_cli(main, parse_opt, "ablate.py")
     raise SystemExit(1 if _failed else 0)

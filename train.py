@@ -214,7 +214,6 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     results = (0, 0, 0, 0, 0, 0, 0)  # P, R, mAP@.5, mAP@.5:.95, val_loss(box, obj, cls)
     scheduler.last_epoch = start_epoch - 1
     scaler = torch.amp.GradScaler(device.type, enabled=amp is not None)
-    val_half = cuda and check_half(de_parallel(model), device)  # fp16 validation, if it gives the fp32 answer
     stopper = EarlyStopping(patience=opt.patience)
     compute_loss = ComputeLoss(model)
     LOGGER.info(f"Image sizes {imgsz} train, {imgsz} val\n"
@@ -294,7 +293,8 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
             final_epoch = (epoch + 1 == epochs) or stopper.possible_stop
             if not noval or final_epoch:
                 results, maps, _ = val.run(data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
-                                           model=ema.ema, half=val_half, single_cls=single_cls, dataloader=val_loader,
+                                           model=ema.ema, half=cuda and check_half(ema.ema, device),
+                                           single_cls=single_cls, dataloader=val_loader,
                                            save_dir=save_dir, plots=False, callbacks=callbacks,
                                            compute_loss=compute_loss)
             fi = float(fitness(np.array(results).reshape(1, -1))[0])  # 0.1 mAP@.5 + 0.9 mAP@.5:.95
@@ -327,8 +327,9 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
                 strip_optimizer(f, allowed=safe_classes())
                 if f is best:
                     LOGGER.info(f"\nValidating {f}...")
+                    best_model = attempt_load(f, map_location=device).half()
                     results, _, _ = val.run(data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
-                                            model=attempt_load(f, map_location=device).half(), half=val_half,
+                                            model=best_model, half=cuda and check_half(best_model, device),
                                             iou_thres=0.65 if is_coco else 0.60, single_cls=single_cls,
                                             dataloader=val_loader, save_dir=save_dir, save_json=is_coco,
                                             verbose=True, plots=plots, callbacks=callbacks,
@@ -407,15 +408,13 @@ def check_options(opt: argparse.Namespace) -> None:
     """Refuse option values that cannot train, with a message naming the flag.
 
     Raises:
-        InputError: ``--epochs`` < 1, ``--batch-size`` 0 or < -1, ``--imgsz`` < 1, ``--workers`` < 0, bad ``--amp``.
+        InputError: ``--epochs`` < 1, ``--batch-size`` 0 or < -1, ``--imgsz`` < 1, ``--workers`` < 0.
     """
     checks = [(opt.epochs >= 1, f"--epochs must be at least 1, got {opt.epochs}"),
               (opt.batch_size >= 1 or opt.batch_size == -1,
                f"--batch-size must be at least 1 (or -1 for AutoBatch), got {opt.batch_size}"),
               (opt.imgsz >= 1, f"--imgsz must be a positive number of pixels, got {opt.imgsz}"),
-              (opt.workers >= 0, f"--workers must be 0 or more, got {opt.workers}"),
-              (str(getattr(opt, "amp", "auto")).lower() in AMP_MODES,
-               f"--amp must be one of {', '.join(AMP_MODES)}, got {getattr(opt, 'amp', None)!r}")]
+              (opt.workers >= 0, f"--workers must be 0 or more, got {opt.workers}")]
     bad = [msg for ok, msg in checks if not ok]
     if bad:
         raise InputError("; ".join(bad))
@@ -423,7 +422,7 @@ def check_options(opt: argparse.Namespace) -> None:
 
 def prepare_resume(opt: argparse.Namespace) -> argparse.Namespace:
     """The options of the run being resumed; it writes where its checkpoint is (see utils/run_dir.py)."""
-    ckpt, run_dir, opt = resume_target(opt.resume, get_latest_run())
+    ckpt, run_dir, opt = resume_target(opt.resume, get_latest_run() if opt.resume is True else "")
     opt.cfg, opt.weights, opt.resume = "", str(ckpt), True
     opt.hyp = str(run_dir / "hyp.yaml") if (run_dir / "hyp.yaml").exists() else opt.hyp
     LOGGER.info(f"Resuming training from {ckpt}")
@@ -467,6 +466,9 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None):
             torch.cuda.set_device(LOCAL_RANK)
             device = torch.device("cuda", LOCAL_RANK)
         dist.init_process_group(backend="nccl" if dist.is_nccl_available() and device.type != "cpu" else "gloo")
+        shared = [opt.save_dir]
+        dist.broadcast_object_list(shared, src=0)  # every rank names rank 0's run folder
+        opt.save_dir = shared[0]
 
     with RunLock(opt.save_dir) if RANK in (-1, 0) else contextlib.nullcontext():  # one writer per run folder
         if opt.evolve:

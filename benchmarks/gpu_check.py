@@ -24,6 +24,7 @@ import csv
 import json
 import math
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -141,6 +142,7 @@ def train_step(cfg: str, device: str, amp: str, o: argparse.Namespace, data: str
                 batch_size=16, device=device, workers=0 if o.dry_run else 8, amp=amp, project=str(out / "train"),
                 name=name, exist_ok=True, timing=str(out / "train" / f"{name}_timing.json"))
     (out / "train").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "train" / name, ignore_errors=True)  # a rerun into the same --out starts clean
     rc, secs = sh([sys.executable, __file__, "--timed-train", json.dumps(spec)], out / "logs" / f"train_{name}.log")
     res: dict[str, Any] = {"step": f"train {name}", "ok": rc == 0, "seconds": round(secs, 1),
                            "run": str(out / "train" / name)}
@@ -231,17 +233,9 @@ def latency(cfgs: list[str], device: str, img: int, batches: tuple[int, ...], dr
 
 def dry_data(out: Path) -> str:
     """A generated 32 + 16 image dataset for --dry-run; returns its yaml."""
-    import yaml
+    from utils.synthetic import tiny_dataset
 
-    from utils.synthetic import generate_dataset
-
-    root = out / "data" / "shapes"
-    if not root.exists():
-        generate_dataset(root, train=32, val=16, img_size=96, size_jitter=16)
-    f = out / "data" / "tiny.yaml"
-    f.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val", "nc": 5,
-                                 "names": ["circle", "square", "triangle", "star", "ellipse"]}))
-    return str(f)
+    return str(tiny_dataset(out / "data"))
 
 
 def default_data() -> str:

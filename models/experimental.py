@@ -16,7 +16,7 @@ import torch.nn as nn
 from models.common import Conv, CrossConv, MixConv2d, Sum  # noqa: F401  (v6.1 pickles name the last three here)
 from models.yolo import Detect, Model
 from utils.checkpoint import CheckpointError, load_checkpoint
-from utils.general import LOGGER
+from utils.general import LOGGER, InputError
 
 
 class Ensemble(nn.ModuleList):
@@ -134,7 +134,7 @@ def attempt_load(weights: str | Path | list, map_location=None, inplace: bool = 
         return model[-1]
     ncs = {str(w): int(m.model[-1].nc) for w, m in zip(weights, model)}
     if len(set(ncs.values())) > 1:
-        raise ValueError(f"an ensemble needs models with the same classes; got nc {ncs}")
+        raise InputError(f"an ensemble needs models with the same classes; got nc {ncs}")
     LOGGER.info(f"Ensemble created with {weights}\n")
     for k in ("names",):
         setattr(model, k, getattr(model[-1], k))

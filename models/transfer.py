@@ -122,6 +122,9 @@ def load_pretrained(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, de
         if resume or not isinstance(ckpt, dict):
             raise
         src_sd, src_yaml = plain_state_dict(ckpt, weights), None  # weights only: transfer by layer name
+    if resume and isinstance(ckpt, dict) and ckpt.get("epoch") == -1:  # stripped at the end of training
+        raise CheckpointError(f"{weights} training is finished (its last epoch ran and the optimizer state was "
+                              f"stripped), nothing to resume. To train further, start a new run with --weights {weights}")
     if resume and not (isinstance(ckpt, dict) and ckpt.get("optimizer") is not None and src_yaml):
         raise CheckpointError(f"--resume {weights}: not a training checkpoint (it needs the model, its optimizer "
                               f"state and epoch, as train.py saves last.pt); start a new run with --weights {weights}")

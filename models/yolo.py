@@ -27,7 +27,7 @@ import yaml  # noqa: E402
 import models.attention  # noqa: E402,F401  (registers the attention modules)
 import models.common  # noqa: E402,F401  (registers the v6.1 layers)
 from models.registry import (LayerContext, ModelConfigError, check_model_dict, closest, detect,  # noqa: E402
-                             from_channels, register, resolve, resolve_arg, specs)
+                             from_channels, register, resolve, resolve_arg)
 from utils.autoanchor import check_anchor_order  # noqa: E402
 from utils.flops import count_macs  # noqa: E402
 from utils.general import LOGGER, check_yaml, print_args  # noqa: E402
@@ -307,7 +307,10 @@ def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Seq
     except ModelConfigError as e:
         raise ModelConfigError(f"{src}: {e}") from None
     name = rows[-1][2] if isinstance(rows[-1], list) and len(rows[-1]) == 4 else None
-    last = next((s.cls for s in specs() if s.name == name), Detect)  # malformed or unknown: reported at its row
+    try:
+        last = resolve(name).cls
+    except (KeyError, TypeError):  # malformed or unknown: reported at its row below
+        last = Detect
     if not issubclass(last, Detect):
         raise _row_error(src, len(rows) - 1, rows[-1], f"the last layer must be Detect, got {name}")
     LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")

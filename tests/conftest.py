@@ -64,13 +64,6 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A dataset yaml of 32 train / 16 val synthetic images of ~96 px (5 shape classes), made once per session."""
-    import yaml
+    from utils.synthetic import tiny_dataset
 
-    from utils.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("tiny") / "shapes"
-    generate_dataset(root, train=32, val=16, img_size=96, size_jitter=16)
-    f = root.parent / "tiny.yaml"
-    f.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val", "nc": 5,
-                                 "names": ["circle", "square", "triangle", "star", "ellipse"]}))
-    return f
+    return tiny_dataset(tmp_path_factory.mktemp("tiny"))

@@ -1,4 +1,8 @@
-"""Same seed, same numbers: two CPU trainings with the same seed write the same results.csv, byte for byte."""
+"""Same seed, same numbers: two CPU trainings with the same seed write the same results.csv, byte for byte.
+
+An end-to-end guard (loader workers, augmentation, EMA, validation, logging). The thread race that made repeats
+differ (objectness targets written in parallel for repeated cells) needs more target rows than this tiny run has;
+tests/test_loss.py tests it directly."""
 
 from __future__ import annotations
 

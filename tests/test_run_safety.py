@@ -14,7 +14,8 @@ import yaml
 
 import train
 from tests.conftest import ROOT
-from utils.checkpoint import CheckpointError
+from models.experimental import safe_classes
+from utils.checkpoint import CheckpointError, strip_optimizer
 from utils.run_dir import LOCK_NAME, ResumeError, RunInUseError, RunLock, trim_results_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -65,10 +66,41 @@ def test_second_writer_is_refused_while_the_first_lives_and_not_after_a_kill(tmp
 
 
 def test_runs_started_together_get_separate_folders(tmp_path):
-    from utils.general import increment_path
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    code = ("import sys, time; from pathlib import Path; sys.path.insert(0, sys.argv[3]); "
+            "from utils.general import increment_path; r = Path(sys.argv[2]); (r / sys.argv[4]).touch()\n"
+            "while len(list(r.iterdir())) < 4: time.sleep(0.001)\n"  # all four ask at the same moment
+            "print(increment_path(Path(sys.argv[1]) / 'exp', mkdir=True))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(ready), str(ROOT), str(i)],
+                              stdout=subprocess.PIPE, text=True) for i in range(4)]
+    dirs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert len(set(dirs)) == 4 and all(Path(d).is_dir() for d in dirs), dirs
 
-    dirs = {increment_path(tmp_path / "exp", mkdir=True) for _ in range(5)}
-    assert len(dirs) == 5 and all(d.is_dir() for d in dirs)
+
+def test_lock_holder_clears_temporaries_of_killed_writers(tmp_path):
+    (tmp_path / "weights").mkdir()
+    stale = [tmp_path / "weights" / ".last.pt.123-0123456789ab.tmp", tmp_path / ".results.csv.9-abc.tmp"]
+    for f in stale:
+        f.write_bytes(b"half a checkpoint")
+    (tmp_path / "weights" / "last.pt").write_bytes(b"kept")
+    with RunLock(tmp_path):
+        assert not any(f.exists() for f in stale) and (tmp_path / "weights" / "last.pt").exists()
+
+
+def test_second_ablation_in_the_same_folder_is_refused(tmp_path):
+    import ablate
+
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from utils.run_dir import RunLock; "
+            "RunLock(sys.argv[1], 'ablate.py').acquire(); print('locked', flush=True); time.sleep(300)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "abl"), str(ROOT)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        with pytest.raises(RunInUseError, match=r"in use by another run \(ablate.py pid"):
+            ablate.run(project=str(tmp_path), name="abl", modules=["SimAM"], epochs=1)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_concurrent_atomic_saves_never_collide(tmp_path):
@@ -117,10 +149,8 @@ def test_resume_refuses_a_checkpoint_from_another_run(interrupted_run, tmp_path)
 def test_resume_of_a_finished_run_says_so(interrupted_run, tmp_path):
     done = tmp_path / "done"
     shutil.copytree(interrupted_run, done)
-    ckpt = torch.load(done / "weights" / "last.pt", weights_only=False)
-    ckpt["epoch"] = -1  # as strip_optimizer leaves it
-    torch.save(ckpt, done / "weights" / "last.pt")
-    with pytest.raises(CheckpointError, match="not a training checkpoint|finished, nothing to resume"):
+    strip_optimizer(done / "weights" / "last.pt", allowed=safe_classes())  # what the end of training does
+    with pytest.raises(CheckpointError, match="training is finished .*nothing to resume"):
         train.run(resume=str(done))
 
 

@@ -13,11 +13,12 @@ differs by more than a tolerance trains in fp32 instead, with a warning. :func:`
 from __future__ import annotations
 
 from copy import deepcopy
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from utils.general import LOGGER, colorstr
+from utils.general import LOGGER, InputError, colorstr
 
 AMP_MODES = ("auto", "fp16", "bf16", "off")
 TOL = 0.1  # largest change allowed in the confidence of a confident detection
@@ -26,16 +27,20 @@ TOL = 0.1  # largest change allowed in the confidence of a confident detection
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``--amp mode`` on ``device``, or None for fp32.
 
+    ``fp16`` on a CPU is allowed (torch supports it there, slowly); ``bf16`` needs a GPU that supports it.
+
     Raises:
-        ValueError: an unknown mode, or fp16 autocast asked for on a CPU.
+        InputError: an unknown mode, or bf16 on a CUDA device without bf16 support.
     """
     mode = str(mode).lower()
     if mode not in AMP_MODES:
-        raise ValueError(f"--amp {mode!r}: choose one of {', '.join(AMP_MODES)}")
+        raise InputError(f"--amp {mode!r}: choose one of {', '.join(AMP_MODES)}")
     if mode == "off" or (mode == "auto" and device.type == "cpu"):
         return None
     if mode == "auto":
         return torch.float16
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError("--amp bf16: this GPU has no bf16 support; use --amp fp16 (or auto)")
     return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
@@ -88,20 +93,28 @@ def outputs_agree(ref: torch.Tensor, out: torch.Tensor, top: int = 100) -> tuple
     return True, ""
 
 
-@torch.no_grad()
-def check_amp(model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float16, size: int = 256) -> bool:
-    """True when inference under ``dtype`` autocast matches fp32 on a fixed image; False (warning) otherwise."""
-    prefix = colorstr("AMP: ")
-    m = deepcopy(model).float().eval()  # BN statistics and the training model stay untouched
+def _reduced_precision_agrees(model: nn.Module, device: torch.device, size: int,
+                              reduced: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> tuple[bool, str]:
+    """Run a copy of ``model`` in fp32 and through ``reduced(model, image)`` on the probe image; compare them."""
+    m = deepcopy(model).float().eval()  # BN statistics and the caller's model stay untouched
     im = probe_image(size, device)
     try:
-        ref = _decoded(m, im)
-        with torch.autocast(device.type, dtype=dtype):
-            out = _decoded(m, im)
-        ok, why = outputs_agree(ref, out)
+        with torch.no_grad():
+            ref = _decoded(m, im)
+            return outputs_agree(ref, reduced(m, im))
     except RuntimeError as e:  # e.g. an op without a reduced-precision kernel on this device
-        ok, why = False, f"{type(e).__name__}: {e}"
-    name = str(dtype).replace("torch.", "")
+        return False, f"{type(e).__name__}: {e}"
+
+
+def check_amp(model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float16, size: int = 256) -> bool:
+    """True when inference under ``dtype`` autocast matches fp32 on a fixed image; False (warning) otherwise."""
+
+    def autocast(m: nn.Module, im: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype):
+            return _decoded(m, im)
+
+    ok, why = _reduced_precision_agrees(model, device, size, autocast)
+    name, prefix = str(dtype).replace("torch.", ""), colorstr("AMP: ")
     if ok:
         LOGGER.info(f"{prefix}checks passed ✅ ({name} autocast on {device.type})")
     else:
@@ -109,17 +122,9 @@ def check_amp(model: nn.Module, device: torch.device, dtype: torch.dtype = torch
     return ok
 
 
-@torch.no_grad()
 def check_half(model: nn.Module, device: torch.device, size: int = 256) -> bool:
     """True when ``model.half()`` inference matches fp32 on a fixed image; False (warning) otherwise."""
-    m = deepcopy(model).float().eval()
-    im = probe_image(size, device)
-    try:
-        ref = _decoded(m, im)
-        out = _decoded(m.half(), im.half())
-        ok, why = outputs_agree(ref, out)
-    except RuntimeError as e:  # no half kernels for some op on this device
-        ok, why = False, f"{type(e).__name__}: {e}"
+    ok, why = _reduced_precision_agrees(model, device, size, lambda m, im: _decoded(m.half(), im.half()))
     if not ok:
         LOGGER.warning(f"WARNING: half-precision inference is wrong for this model ({why}); validating in fp32")
     return ok

@@ -12,7 +12,7 @@ import torch.nn as nn
 from scipy.cluster.vq import kmeans
 from tqdm import tqdm
 
-from utils.dataset_yaml import check_dataset
+from utils.dataset_yaml import check_dataset, split_path
 from utils.datasets import LoadImagesAndLabels
 from utils.general import LOGGER, colorstr, emojis
 from utils.torch_utils import de_parallel
@@ -98,7 +98,7 @@ def _load_dataset(path: str | Path) -> LoadImagesAndLabels:
     """Training split of a dataset yaml (checked by ``check_dataset``) as ``LoadImagesAndLabels(train,
     augment=True, rect=True)``."""
     data = check_dataset(str(path))
-    return LoadImagesAndLabels(data["train"], augment=True, rect=True)
+    return LoadImagesAndLabels(split_path(data, "train"), augment=True, rect=True)
 
 
 def kmean_anchors(dataset: Any = "./data/coco128.yaml", n: int = 9, img_size: int = 640, thr: float = 4.0,

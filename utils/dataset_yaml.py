@@ -100,9 +100,6 @@ def check_dataset(data: str | Path | dict, autodownload: bool = False) -> dict:
         raise DatasetConfigError(f"{f}: {len(d['names'])} names found for nc={d['nc']} dataset "
                                  f"(names and nc must match)")
 
-    if not d.get("val"):
-        raise DatasetConfigError(f"{f}: no 'val' entry: add the validation images, e.g. 'val: images/val' (a folder, "
-                                 f"a .txt list of images, or a list of those, relative to 'path')")
     d["yaml_file"] = f  # for later messages (split_path)
     root = _resolve_root(d.get("path") or "", yaml_dir, d.get("val"))
     d["path"] = str(root)
@@ -110,7 +107,7 @@ def check_dataset(data: str | Path | dict, autodownload: bool = False) -> dict:
         if d.get(k):
             d[k] = _prefix_split(root, d[k])
 
-    val = [Path(x) for x in (d["val"] if isinstance(d["val"], list) else [d["val"]])]
+    val = [Path(x) for x in (d["val"] if isinstance(d.get("val"), list) else [d["val"]] if d.get("val") else [])]
     missing = [str(x) for x in val if not x.exists()]
     if missing:
         LOGGER.info(f"\nDataset not found, missing paths: {missing}")

@@ -25,9 +25,8 @@ from tqdm import tqdm
 from utils.augmentations import (Albumentations, augment_hsv, copy_paste, hyp_value, letterbox, mixup,
                                  random_perspective)
 from utils.boxes import xyn2xy, xywhn2xyxy, xyxy2xywhn
-from utils.general import LOGGER, NUM_THREADS
+from utils.general import LOGGER, NUM_THREADS, atomic_write
 from utils.inference_loaders import LoadImages, LoadStreams  # noqa: F401  (v6.1 imports them from here)
-from utils.label_cache import atomic_write
 from utils.labels import (BAR_FORMAT, CACHE_VERSION, HELP_URL, IMG_FORMATS, VID_FORMATS, class_range_problems,
                           count_row_issues, img2label_paths, img_files_from_path, load_or_scan_labels, summary_line,
                           verify_image_label, writeable_location)

@@ -12,6 +12,7 @@ import numpy as np
 import yaml
 
 from utils.general import LOGGER, colorstr
+from utils.hyps import load_hyp
 
 # key: (mutation gain, lower limit, upper limit)
 META = {
@@ -73,8 +74,7 @@ def record(results: tuple, hyp: dict, evolve_csv: Path, evolve_yaml: Path) -> No
 
 def evolve(opt: argparse.Namespace, device, callbacks, train_fn: Callable) -> dict:
     """Run ``opt.evolve`` generations of ``train_fn(hyp, opt, device, callbacks)``; returns the best hyps."""
-    with open(opt.hyp, errors="ignore") as f:
-        hyp = yaml.safe_load(f)
+    hyp = load_hyp(opt.hyp)
     hyp.setdefault("anchors", 3)
     hyp = {k: v for k, v in hyp.items() if k in META}
     opt.noval, opt.nosave = True, True

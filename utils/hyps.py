@@ -43,8 +43,8 @@ def load_hyp(hyp: str | Path | dict) -> dict[str, Any]:
     if missing:
         raise HypError(f"{src}: missing hyperparameter(s) {', '.join(missing)} (see data/hyps/hyp.scratch-low.yaml "
                        f"for every key and its default)")
-    bad = {k: v for k, v in hyp.items() if k in REQUIRED + OPTIONAL and k != "anchors" and
-           (isinstance(v, bool) or not isinstance(v, (int, float)))}
+    bad = {k: v for k, v in hyp.items() if k in REQUIRED + OPTIONAL and
+           (isinstance(v, bool) or not isinstance(v, (int, float)) or (k == "anchors" and v < 0))}
     if bad:
         raise HypError(f"{src}: hyperparameters must be numbers, got {bad}")
     unknown = [k for k in hyp if k not in REQUIRED + OPTIONAL]

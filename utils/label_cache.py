@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.general import LOGGER, NUM_THREADS, ROOT, atomic_write  # noqa: F401 (re-export)
+from utils.general import LOGGER, NUM_THREADS, ROOT, atomic_write
 
 CACHE_VERSION = 0.7  # 0.7: pickle-free .npz archive and a size + mtime + label-content hash (v6.1 wrote 0.6)
 CACHE_FORMAT = "yolov5-label-cache-npz"

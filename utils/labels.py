@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from utils.general import NUM_THREADS
-from utils.label_cache import (CACHE_VERSION, atomic_write, dir_writeable, fallback_dirs,  # noqa: F401 (re-exports)
+from utils.label_cache import (CACHE_VERSION, dir_writeable, fallback_dirs,  # noqa: F401 (re-exports)
                                fallback_path, get_hash, load_label_cache, read_label_cache, save_label_cache,
                                writeable_location)
 

@@ -49,16 +49,32 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+_WIN_LOCK_BYTE = 1 << 20  # Windows locks a byte range: one far past the owner text, which stays readable
+
+
 def _try_lock(fd: int) -> bool:
     """Take an exclusive, non-blocking lock on ``fd``; False when another process holds it."""
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         else:
+            os.lseek(fd, _WIN_LOCK_BYTE, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         return True
     except OSError:
         return False
+
+
+def _unlock(fd: int) -> None:
+    """Release the lock taken by :func:`_try_lock` (closing the file releases it too on POSIX)."""
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            os.lseek(fd, _WIN_LOCK_BYTE, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    except OSError:
+        pass
 
 
 class RunLock:
@@ -87,10 +103,11 @@ class RunLock:
                 owner = _read_owner(fd)
                 os.close(fd)
                 raise RunInUseError(
-                    f"{self.folder} is in use by another run ({owner}). Two runs writing one folder would overwrite "
-                    f"each other's checkpoints and mix their results.csv rows. Wait for it to finish, or pick "
-                    f"another --name (without --exist-ok each run gets a new folder).")
+                    f"{self.folder} is in use by another run ({owner}). Two processes writing one folder would "
+                    f"overwrite each other's results. Wait for it to finish, or write elsewhere (another --name; "
+                    f"without --exist-ok train.py makes a new folder for each run).")
             if _same_file(self.path, fd):
+                remove_stale_temporaries(self.folder)
                 os.ftruncate(fd, 0)
                 since = time.strftime("%Y-%m-%d %H:%M:%S")
                 os.write(fd, f"{self.what} pid {os.getpid()} on {socket.gethostname()}, since {since}".encode())
@@ -108,7 +125,8 @@ class RunLock:
         except OSError:  # Windows cannot remove an open file; the next owner reuses it
             pass
         finally:
-            os.close(self._fd)  # closing releases the OS lock
+            _unlock(self._fd)
+            os.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> RunLock:
@@ -116,6 +134,14 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files of atomic writes (``.<name>.<pid>-<id>.tmp``) that a killed run left in
+    ``folder`` and ``folder/weights``; only called by the lock holder, so no live writer owns one."""
+    for d in (folder, folder / "weights"):
+        for f in d.glob(".*.tmp") if d.is_dir() else ():
+            f.unlink(missing_ok=True)
 
 
 def _same_file(path: Path, fd: int) -> bool:
@@ -137,7 +163,7 @@ def _read_owner(fd: int) -> str:
     return s or "another process"
 
 
-def resume_target(resume: str | bool, latest: str = "") -> tuple[Path, Path, argparse.Namespace]:
+def resume_target(resume: str | os.PathLike | bool, latest: str = "") -> tuple[Path, Path, argparse.Namespace]:
     """The checkpoint, run folder and saved options of a ``--resume`` request.
 
     Args:
@@ -151,7 +177,7 @@ def resume_target(resume: str | bool, latest: str = "") -> tuple[Path, Path, arg
         FileNotFoundError: no checkpoint there.
         ResumeError: the checkpoint is not inside a run folder with an ``opt.yaml``.
     """
-    ckpt = Path(resume if isinstance(resume, str) else latest) if (resume is not True or latest) else None
+    ckpt = Path(latest) if resume is True and latest else None if resume is True else Path(resume)
     if ckpt is not None and ckpt.is_dir():
         ckpt = ckpt / "weights" / "last.pt"
     if ckpt is None or not ckpt.is_file():

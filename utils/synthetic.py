@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 from utils.general import LOGGER
 
@@ -169,3 +170,16 @@ def generate_dataset(root: str | Path, names: list[str] | tuple[str, ...] = SHAP
     LOGGER.info(f"Synthetic dataset ready: {train + val} images, {n_obj} objects, {n_empty} background images "
                 f"({time.time() - t0:.1f}s) in {root}")
     return root
+
+
+def tiny_dataset(folder: str | Path, train: int = 32, val: int = 16, img_size: int = 96) -> Path:
+    """A small shapes dataset in ``folder/shapes`` (generated once) and its yaml ``folder/tiny.yaml``, for smoke
+    tests and dry runs; returns the yaml."""
+    folder = Path(folder)
+    root = folder / "shapes"
+    if not root.exists():
+        generate_dataset(root, train=train, val=val, img_size=img_size, size_jitter=img_size // 6)
+    f = folder / "tiny.yaml"
+    f.write_text(yaml.safe_dump({"path": str(root.resolve()), "train": "images/train", "val": "images/val",
+                                 "nc": len(SHAPES), "names": list(SHAPES)}))
+    return f
