@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 from models.experimental import safe_classes  # noqa: E402
+from models.graph import LayerGraph  # noqa: E402
 from models.registry import nominal_for  # noqa: E402
 from models.yaml_edit import insert_after  # noqa: E402
 from models.yolo import Model  # noqa: E402
@@ -74,24 +75,14 @@ def quiet(level: int = logging.WARNING):
 
 # --------------------------------------------------------------------------------------------------- variants
 def layer_channels(cfg: str | Path | dict, indices: list[int]) -> dict[int, int]:
-    """Output channels of the given layers of a model yaml (one forward of a zero image, hooks on those layers)."""
+    """Output channels of the given layers of a model yaml, read from its layer graph (nothing is built or run)."""
     d = deepcopy(cfg) if isinstance(cfg, dict) else yaml.safe_load(Path(cfg).read_text())
-    n = len((d.get("backbone") or []) + (d.get("head") or []))
-    bad = [i for i in indices if not 0 <= i < n - 1]
+    graph = LayerGraph.from_dict(d, file=str(cfg) if not isinstance(cfg, dict) else None)
+    bad = [i for i in indices if not 0 <= i < len(graph) - 1]
     if bad:
-        raise ValueError(f"--at {bad}: layer index out of range; a module can follow layers 0..{n - 2} "
-                         f"(layer {n - 1} is Detect)")
-    with quiet():
-        model = Model(d).eval()
-    out: dict[int, int] = {}
-    hooks = [model.model[i].register_forward_hook(lambda m, a, y, i=i: out.__setitem__(i, int(y.shape[1])))
-             for i in indices]
-    s = max(int(model.stride.max()), 32) * 2
-    with torch.no_grad():
-        model(torch.zeros(1, model.yaml.get("ch", 3), s, s))
-    for h in hooks:
-        h.remove()
-    return out
+        raise ValueError(f"--at {bad}: layer index out of range; a module can follow layers 0..{len(graph) - 2} "
+                         f"(layer {len(graph) - 1} is Detect)")
+    return {i: graph[i].c_out for i in indices}
 
 
 def variant_yaml(base_text: str, module: str, at: list[int], channels: dict[int, int], gw: float) -> str:

@@ -21,8 +21,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import torch
@@ -52,6 +55,10 @@ SOURCE_HINT = ("pass --source with an image, video, directory, glob, .txt stream
 STREAM_FPS = 30  # frame rate of videos saved from live streams
 
 
+class MissingInputError(InputError, FileNotFoundError):
+    """A ``--source`` or ``--weights`` path that does not exist (an InputError and a FileNotFoundError)."""
+
+
 def class_name(names: Sequence[str], c: int) -> str:
     """Name of class ``c``, or ``class{c}`` when the names do not cover it."""
     return str(names[c]) if 0 <= c < len(names) else f"class{c}"
@@ -61,8 +68,8 @@ def check_source(source: str) -> tuple[bool, bool]:
     """Classify ``source`` as (webcam/stream, saveable) and fail early with a clear message when it is unusable.
 
     Raises:
-        ValueError: a URL naming an image/video file (nothing is downloaded).
-        FileNotFoundError: a local path, glob root or stream list that does not exist.
+        InputError: a URL naming an image/video file (nothing is downloaded).
+        MissingInputError: a local path, glob root or stream list that does not exist.
     """
     is_file = Path(source).suffix[1:].lower() in IMG_FORMATS + VID_FORMATS
     url = is_url(source)
@@ -71,8 +78,33 @@ def check_source(source: str) -> tuple[bool, bool]:
         raise InputError(f"--source {source} is a URL to a file: this project never downloads. Fetch it yourself "
                          f"and pass the local path (http/rtsp/rtmp *streams* are fine)")
     if not (source.isnumeric() or url) and "*" not in source and not Path(source).exists():
-        raise FileNotFoundError(f"--source {source} does not exist: {SOURCE_HINT}")
+        raise MissingInputError(f"--source {source} does not exist: {SOURCE_HINT}")
     return webcam, not source.endswith(".txt")
+
+
+def check_weights(weights: str | Path | Sequence[str | Path]) -> None:
+    """Raise :class:`MissingInputError` naming each weights file that is not here (nothing is downloaded)."""
+    for w in weights if isinstance(weights, (list, tuple)) else [weights]:
+        if not Path(w).exists():
+            raise MissingInputError(f"weights not found: {w}. Pass --weights path/to/model.pt (.torchscript, "
+                                    f".onnx), e.g. runs/train/exp/weights/best.pt; detect.py downloads nothing")
+
+
+def check_options(imgsz: int | Sequence[int], conf_thres: float, iou_thres: float, max_det: int) -> list[int]:
+    """Check the numeric flags and return ``imgsz`` as ``[h, w]``.
+
+    Raises:
+        InputError: naming the flag, what it takes and what it got.
+    """
+    size = expand_imgsz(imgsz)
+    if len(size) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in size):
+        raise InputError(f"--imgsz takes one or two positive integer sizes (h w), got {imgsz}")
+    for flag, v in (("--conf-thres", conf_thres), ("--iou-thres", iou_thres)):
+        if not 0 <= v <= 1:
+            raise InputError(f"{flag} must lie in [0, 1], got {v}")
+    if max_det < 1:
+        raise InputError(f"--max-det must be at least 1, got {max_det}")
+    return size
 
 
 def model_names(model: DetectMultiBackend, data: str | Path | None) -> list[str]:
@@ -87,12 +119,40 @@ def model_names(model: DetectMultiBackend, data: str | Path | None) -> list[str]
     return names
 
 
-def check_weights(weights: str | Path | Sequence[str | Path]) -> None:
-    """Raise ``FileNotFoundError`` naming each weights file that is not here (nothing is downloaded)."""
-    for w in weights if isinstance(weights, (list, tuple)) else [weights]:
-        if not Path(w).exists():
-            raise FileNotFoundError(f"weights not found: {w}. Pass --weights path/to/model.pt (.torchscript, .onnx), "
-                                    f"e.g. runs/train/exp/weights/best.pt; detect.py downloads nothing")
+def load_model(weights: str | Path | list, device: str, dnn: bool, data: str | Path | None, half: bool,
+               imgsz: list[int]) -> tuple[DetectMultiBackend, torch.device, list[str], list[int], bool]:
+    """Load the backend on its device, name its classes, and settle the precision and the image size.
+
+    Returns:
+        ``(model, device, class names, imgsz rounded up to the stride, half)``; half is off on the CPU (with a
+        warning).
+    """
+    dev = select_device(device)
+    model = DetectMultiBackend(weights, device=dev, dnn=dnn)  # data: see model_names()
+    names = model_names(model, data)
+    imgsz = check_img_size(imgsz, s=int(model.stride))
+    if half and dev.type == "cpu":
+        LOGGER.warning("WARNING: --half is supported on CUDA only; running in FP32 on CPU")
+    half &= dev.type != "cpu"  # every backend here (pt, jit, onnx) runs fp16 on CUDA
+    if (model.pt or model.jit) and hasattr(model, "model"):
+        model.model.half() if half else model.model.float()
+    return model, dev, names, imgsz, half
+
+
+def load_source(source: str, webcam: bool, imgsz: list[int], stride: int, pt: bool) -> LoadImages | LoadStreams:
+    """The loader of ``source``: streams (webcam index, URL, ``.txt`` list) or files."""
+    if webcam:
+        cudnn.benchmark = True  # constant image size
+        return LoadStreams(source, img_size=imgsz, stride=stride, auto=pt)
+    return LoadImages(source, img_size=imgsz, stride=stride, auto=pt)
+
+
+def preprocess(im, device: torch.device, half: bool) -> torch.Tensor:
+    """A loader's uint8 image(s) (3, h, w) or (B, 3, h, w) -> a (B, 3, h, w) float batch in 0..1 on ``device``."""
+    x = torch.from_numpy(im).to(device)
+    x = x.half() if half else x.float()
+    x /= 255  # 0-255 -> 0.0-1.0
+    return x[None] if x.ndim == 3 else x  # (3, h, w) -> (1, 3, h, w)
 
 
 def _open_writer(save_path: str, vid_cap: cv2.VideoCapture | None, im0) -> cv2.VideoWriter:
@@ -109,6 +169,180 @@ def _open_writer(save_path: str, vid_cap: cv2.VideoCapture | None, im0) -> cv2.V
     if not writer.isOpened():
         LOGGER.warning(f"WARNING: cannot open a video writer for {save_path}; frames are not saved")
     return writer
+
+
+@dataclass
+class Results:
+    """Everything a run writes per image: label files, crops, the annotated image or video, the window view,
+    and the attention figures (through ``viz``). :meth:`close` releases the videos and windows.
+
+    Attributes mirror :func:`run`'s flags; ``bs`` is the number of parallel sources (streams), one video each.
+    """
+
+    save_dir: Path
+    names: list[str]
+    bs: int = 1
+    save_img: bool = True
+    save_txt: bool = False
+    save_conf: bool = False
+    save_crop: bool = False
+    view_img: bool = False
+    line_thickness: int = 3
+    hide_labels: bool = False
+    hide_conf: bool = False
+    viz: AttentionVisualizer | None = None
+    shown: bool = False  # a window was opened
+
+    def __post_init__(self) -> None:
+        self.out_name = OutputNames()  # a.jpg and a.png (or x/a.jpg and y/a.jpg) never share output files
+        self.vid_path: list[str | None] = [None] * self.bs
+        self.vid_writer: list[cv2.VideoWriter | None] = [None] * self.bs
+
+    def image(self, i: int, det: torch.Tensor, im: torch.Tensor, p: Path, im0, line: str, frame: int, mode: str,
+              vid_cap: cv2.VideoCapture | None, dt: float) -> bool:
+        """Handle detections ``det`` (n, 6) of batch element ``i`` (letterboxed batch ``im``) on the original
+        ``im0`` from source ``p``: log the line, write every output. Returns True when 'q' was pressed."""
+        stem = self.out_name(p)
+        suffix = "" if mode == "image" else f"_{frame}"
+        if self.viz is not None:  # before the boxes are drawn on im0
+            self.viz.save(i, stem + suffix, im0, im)
+        line += "%gx%g " % im.shape[2:]
+        annotator = Annotator(im0, line_width=self.line_thickness, example=str(self.names))
+        if len(det):
+            det[:, :4] = scale_coords(im.shape[2:], det[:, :4], im0.shape).round()
+            for c in det[:, -1].unique():
+                n = int((det[:, -1] == c).sum())
+                line += f"{n} {class_name(self.names, int(c))}{'s' * (n > 1)}, "
+            self._boxes(det, im0, annotator, stem, str(self.save_dir / "labels" / stem) + suffix)
+        LOGGER.info(f"{line}Done. ({dt:.3f}s)")
+        im0 = annotator.result()
+        quit_ = self._show(p, im0) if self.view_img else False
+        if self.save_img:
+            self._save(i, str(self.save_dir / (stem + p.suffix)), im0, mode, vid_cap)
+        return quit_
+
+    def _boxes(self, det: torch.Tensor, im0, annotator: Annotator, stem: str, txt_path: str) -> None:
+        """Label rows, drawn boxes and crops of the scaled detections, lowest confidence first."""
+        gn = torch.tensor(im0.shape)[[1, 0, 1, 0]]  # whwh normalisation gain
+        imc = im0.copy() if self.save_crop else im0
+        for *xyxy, conf, cls in reversed(det):
+            c = int(cls)
+            if self.save_txt:
+                xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
+                row = (cls, *xywh, conf) if self.save_conf else (cls, *xywh)
+                with open(f"{txt_path}.txt", "a") as f:
+                    f.write(("%g " * len(row)).rstrip() % tuple(float(v) for v in row) + "\n")
+            if self.save_img or self.save_crop or self.view_img:
+                name = class_name(self.names, c)
+                label = "" if self.hide_labels else (name if self.hide_conf else f"{name} {conf:.2f}")
+                annotator.box_label(xyxy, label, color=colors(c, True))
+            if self.save_crop:
+                save_one_box(xyxy, imc, file=self.save_dir / "crops" / class_name(self.names, c) / f"{stem}.jpg",
+                             BGR=True)
+
+    def _show(self, p: Path, im0) -> bool:
+        """Show ``im0`` in a window; True when 'q' was pressed. A failing display switches viewing off."""
+        try:
+            cv2.imshow(str(p), im0)
+            self.shown = True
+            return cv2.waitKey(1) == ord("q")  # 'q' in a window stops the run
+        except cv2.error as e:
+            LOGGER.warning(f"WARNING: cv2.imshow() failed ({e}); frames are no longer shown")
+            self.view_img = False
+            return False
+
+    def _save(self, i: int, save_path: str, im0, mode: str, vid_cap: cv2.VideoCapture | None) -> None:
+        """Write the annotated image, or append it to source ``i``'s video (a new writer per new video)."""
+        if mode == "image":
+            if not cv2.imwrite(save_path, im0):
+                LOGGER.warning(f"WARNING: could not write {save_path}")
+            return
+        if self.vid_path[i] != save_path:  # a new video
+            self.vid_path[i] = save_path
+            if self.vid_writer[i] is not None:
+                self.vid_writer[i].release()
+            self.vid_writer[i] = _open_writer(save_path, vid_cap, im0)
+        self.vid_writer[i].write(im0)
+
+    def close(self) -> None:
+        """Release the video writers (a run that stops mid-video still leaves playable files) and windows."""
+        for w in self.vid_writer:
+            if w is not None:
+                w.release()
+        if self.shown:
+            cv2.destroyAllWindows()
+        if self.viz is not None:
+            LOGGER.info(f"{len(self.viz.saved)} attention figure(s) saved to {self.viz.save_dir}")
+
+
+def detect_all(model: DetectMultiBackend, dataset: LoadImages | LoadStreams, results: Results, device: torch.device,
+               half: bool, webcam: bool, augment: bool, visualize: bool,
+               nms: Callable[[Any], list[torch.Tensor]]) -> tuple[list[float], int]:
+    """Pre-process, infer (recording the attention layers when ``results.viz`` is set), ``nms`` (the
+    configured non-max suppression) and write every image of ``dataset``.
+
+    Returns:
+        Seconds spent in pre-processing, inference and NMS (summed), and the number of images.
+    """
+    dt, seen = [0.0, 0.0, 0.0], 0
+    for path, im, im0s, vid_cap, s in dataset:
+        t1 = time_sync()
+        im = preprocess(im, device, half)
+        t2 = time_sync()
+        dt[0] += t2 - t1
+
+        stem = Path(path[0] if webcam else path).stem
+        vis = increment_path(results.save_dir / stem, mkdir=True) if visualize else False  # feature maps
+        with results.viz.watch() if results.viz is not None else nullcontext():
+            pred = model(im, augment=augment, visualize=vis)
+        t3 = time_sync()
+        dt[1] += t3 - t2
+
+        pred = nms(pred)
+        dt[2] += time_sync() - t3
+
+        quit_ = False
+        for i, det in enumerate(pred):
+            seen += 1
+            if webcam:
+                p, im0, frame, line = Path(path[i]), im0s[i].copy(), dataset.count, f"{s}{i}: "
+            else:
+                p, im0, frame, line = Path(path), im0s.copy(), getattr(dataset, "frame", 0), s
+            quit_ |= results.image(i, det, im, p, im0, line, frame, dataset.mode, vid_cap, t3 - t2)
+        if quit_:
+            LOGGER.info("Stopped from the display window ('q')")
+            break
+    return dt, seen
+
+
+def log_summary(dt: list[float], seen: int, imgsz: list[int], save_dir: Path, save_txt: bool,
+                save_img: bool) -> None:
+    """The speed line and, when anything was saved, where."""
+    t = tuple(x / max(seen, 1) * 1e3 for x in dt)  # ms per image
+    LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}" % t)
+    if save_txt or save_img:
+        s = f"\n{len(list(save_dir.glob('labels/*.txt')))} labels saved to {save_dir / 'labels'}" if save_txt else ""
+        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{s}")
+
+
+def make_visualizer(model: DetectMultiBackend, save_dir: Path, attention_maps: bool, cam_layer: int | None,
+                    cam_method: str) -> AttentionVisualizer | None:
+    """The attention heatmap / CAM visualizer the flags ask for (.pt weights only), or None.
+
+    Raises:
+        InputError: a ``--cam-layer`` outside the model (raised before the results folder is made).
+    """
+    if not (attention_maps or cam_layer is not None):
+        return None
+    return AttentionVisualizer.from_backend(model, save_dir, layers=None if attention_maps else [], cam_layer=cam_layer,
+                                            cam_method=cam_method)
+
+
+def strip_weights(weights: str | Path | Sequence[str | Path]) -> None:
+    """``--update``: strip the optimizer (and EMA) from each ``.pt`` weights file, which halves it."""
+    for w in weights if isinstance(weights, (list, tuple)) else [weights]:
+        if Path(w).suffix == ".pt":
+            strip_optimizer(w, allowed=safe_classes())
 
 
 @torch.no_grad()
@@ -180,147 +414,34 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         The results folder.
 
     Raises:
-        FileNotFoundError: weights or source missing.
-        ValueError: a URL to an image/video file.
+        InputError: a bad flag or ``--cam-layer``, a URL to a file; MissingInputError (a FileNotFoundError too):
+            no source or weights.
     """
     source = str(source)
     webcam, save_img = check_source(source)
-    save_img = save_img and not nosave
     check_weights(weights)
-    imgsz = expand_imgsz(imgsz)
-
-    device = select_device(device)
-    model = DetectMultiBackend(weights, device=device, dnn=dnn)  # data: see model_names()
-    stride, names, pt, jit = int(model.stride), model_names(model, data), model.pt, model.jit
-    imgsz = check_img_size(imgsz, s=stride)
-    if half and device.type == "cpu":
-        LOGGER.warning("WARNING: --half is supported on CUDA only; running in FP32 on CPU")
-    half &= device.type != "cpu"  # every backend here (pt, jit, onnx) runs fp16 on CUDA
-    if (pt or jit) and hasattr(model, "model"):
-        model.model.half() if half else model.model.float()
-
+    imgsz = check_options(imgsz, conf_thres, iou_thres, max_det)
+    model, device, names, imgsz, half = load_model(weights, device, dnn, data, half, imgsz)
     if view_img or webcam:  # v6.1 shows streams whenever the environment can
         view_img = check_imshow(warn=view_img)
-    if webcam:
-        cudnn.benchmark = True  # constant image size
-        dataset: LoadImages | LoadStreams = LoadStreams(source, img_size=imgsz, stride=stride, auto=pt)
-    else:
-        dataset = LoadImages(source, img_size=imgsz, stride=stride, auto=pt)
+    dataset = load_source(source, webcam, imgsz, int(model.stride), model.pt)
     bs = len(dataset) if webcam else 1
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)  # created once model and source are ok
-    viz = None  # attention heatmaps / CAM (.pt only); a bad --cam-layer fails here, before any folder is made
-    if attention_maps or cam_layer is not None:
-        viz = AttentionVisualizer.from_backend(model, save_dir / "attention", layers=None if attention_maps else [],
-                                               cam_layer=cam_layer, cam_method=cam_method)
+    viz = make_visualizer(model, save_dir / "attention", attention_maps, cam_layer, cam_method)  # before any mkdir
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
-    out_name = OutputNames()  # a.jpg and a.png (or x/a.jpg and y/a.jpg) never share output files
-    vid_path: list[str | None] = [None] * bs
-    vid_writer: list[cv2.VideoWriter | None] = [None] * bs
-    shown = quit_ = False
-
-    model.warmup(imgsz=(1 if pt else bs, 3, *imgsz), half=half)
-    dt, seen = [0.0, 0.0, 0.0], 0
+    results = Results(save_dir, names, bs, save_img and not nosave, save_txt, save_conf, save_crop, view_img,
+                      line_thickness, hide_labels, hide_conf, viz)
+    model.warmup(imgsz=(1 if model.pt else bs, 3, *imgsz), half=half)
+    nms = partial(non_max_suppression, conf_thres=conf_thres, iou_thres=iou_thres, classes=classes,
+                  agnostic=agnostic_nms, max_det=max_det)
     try:
-        for path, im, im0s, vid_cap, s in dataset:
-            t1 = time_sync()
-            im = torch.from_numpy(im).to(device)
-            im = im.half() if half else im.float()
-            im /= 255  # 0-255 -> 0.0-1.0
-            if im.ndim == 3:
-                im = im[None]
-            t2 = time_sync()
-            dt[0] += t2 - t1
-
-            stem = Path(path[0] if webcam else path).stem
-            vis = increment_path(save_dir / stem, mkdir=True) if visualize else False
-            if viz is not None:
-                viz.reset()
-            pred = model(im, augment=augment, visualize=vis)
-            t3 = time_sync()
-            dt[1] += t3 - t2
-
-            pred = non_max_suppression(pred, conf_thres, iou_thres, classes, agnostic_nms, max_det=max_det)
-            dt[2] += time_sync() - t3
-
-            for i, det in enumerate(pred):
-                seen += 1
-                if webcam:
-                    p, im0, frame, line = Path(path[i]), im0s[i].copy(), dataset.count, f"{s}{i}: "
-                else:
-                    p, im0, frame, line = Path(path), im0s.copy(), getattr(dataset, "frame", 0), s
-                stem = out_name(p)
-                save_path = str(save_dir / (stem + p.suffix))
-                if viz is not None:  # before the boxes are drawn on im0
-                    viz.save(i, stem + ("" if dataset.mode == "image" else f"_{frame}"), im0, im)
-                txt_path = str(save_dir / "labels" / stem) + ("" if dataset.mode == "image" else f"_{frame}")
-                line += "%gx%g " % im.shape[2:]
-                gn = torch.tensor(im0.shape)[[1, 0, 1, 0]]  # whwh normalisation gain
-                imc = im0.copy() if save_crop else im0
-                annotator = Annotator(im0, line_width=line_thickness, example=str(names))
-                if len(det):
-                    det[:, :4] = scale_coords(im.shape[2:], det[:, :4], im0.shape).round()
-                    for c in det[:, -1].unique():
-                        n = int((det[:, -1] == c).sum())
-                        line += f"{n} {class_name(names, int(c))}{'s' * (n > 1)}, "
-                    for *xyxy, conf, cls in reversed(det):  # lowest confidence first
-                        c = int(cls)
-                        if save_txt:
-                            xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
-                            row = (cls, *xywh, conf) if save_conf else (cls, *xywh)
-                            with open(f"{txt_path}.txt", "a") as f:
-                                f.write(("%g " * len(row)).rstrip() % tuple(float(v) for v in row) + "\n")
-                        if save_img or save_crop or view_img:
-                            label = "" if hide_labels else (class_name(names, c) if hide_conf
-                                                             else f"{class_name(names, c)} {conf:.2f}")
-                            annotator.box_label(xyxy, label, color=colors(c, True))
-                        if save_crop:
-                            save_one_box(xyxy, imc, file=save_dir / "crops" / class_name(names, c) / f"{stem}.jpg",
-                                         BGR=True)
-                LOGGER.info(f"{line}Done. ({t3 - t2:.3f}s)")
-
-                im0 = annotator.result()
-                if view_img:
-                    try:
-                        cv2.imshow(str(p), im0)
-                        shown = True
-                        quit_ = cv2.waitKey(1) == ord("q")  # 'q' in a window stops the run
-                    except cv2.error as e:
-                        LOGGER.warning(f"WARNING: cv2.imshow() failed ({e}); frames are no longer shown")
-                        view_img = False
-                if save_img:
-                    if dataset.mode == "image":
-                        if not cv2.imwrite(save_path, im0):
-                            LOGGER.warning(f"WARNING: could not write {save_path}")
-                    else:  # video or stream
-                        if vid_path[i] != save_path:  # a new video
-                            vid_path[i] = save_path
-                            if vid_writer[i] is not None:
-                                vid_writer[i].release()
-                            vid_writer[i] = _open_writer(save_path, vid_cap, im0)
-                        vid_writer[i].write(im0)
-            if quit_:
-                LOGGER.info("Stopped from the display window ('q')")
-                break
+        dt, seen = detect_all(model, dataset, results, device, half, webcam, augment, visualize, nms)
     finally:  # a run that stops mid-video still leaves playable files
-        for w in vid_writer:
-            if w is not None:
-                w.release()
+        results.close()
         dataset.close() if isinstance(dataset, LoadStreams) else dataset.release()
-        if shown:
-            cv2.destroyAllWindows()
-        if viz is not None:
-            viz.close()
-            LOGGER.info(f"{len(viz.saved)} attention figure(s) saved to {viz.save_dir}")
-
-    t = tuple(x / max(seen, 1) * 1e3 for x in dt)  # ms per image
-    LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}" % t)
-    if save_txt or save_img:
-        s = f"\n{len(list(save_dir.glob('labels/*.txt')))} labels saved to {save_dir / 'labels'}" if save_txt else ""
-        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{s}")
+    log_summary(dt, seen, imgsz, save_dir, save_txt, results.save_img)
     if update:
-        for w in weights if isinstance(weights, (list, tuple)) else [weights]:
-            if Path(w).suffix == ".pt":
-                strip_optimizer(w, allowed=safe_classes())  # removes optimizer state, halves the file
+        strip_weights(weights)
     return save_dir
 
 

@@ -5,9 +5,10 @@
 
 Models are built from their yamls with random weights, fused (as attempt_load deploys them) and timed at batch 1
 on a zero image: the median of ``--runs`` forwards after ``--warmup``; with ``--rounds R`` every (config, size,
-backend) is timed R times, in a shuffled order each round, and the median of the R medians is reported, so that slow drift
-of the machine's speed does not land on one config. Overhead of ``<base>-<Attention>`` is
-relative to ``<base>`` with the same backend and size. Timing belongs here, never in pass/fail tests.
+backend) is timed R times, in a shuffled order each round, and the median of the R medians is reported, so that
+slow drift of the machine's speed does not land on one config. Overhead of ``<base>-<Attention>`` is relative to
+``<base>`` with the same backend and size. 'attn ms' times the attention layers alone (:func:`attention_ms`).
+Timing belongs here, never in pass/fail tests.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from export import export_onnx, export_torchscript, prepare_for_export  # noqa: E402
+from models.attention_vis import attention_layers  # noqa: E402
 from models.backends import export_metadata  # noqa: E402
-from models import registry  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
 from utils.profiling import interleaved_median_ms, median_ms  # noqa: E402
+from utils.recording import Recorder  # noqa: E402
 
 DEFAULT_CFGS = ["yolov5n", "yolov5n-NAM", "yolov5n-SimAM", "yolov5n-CoTA",
                 "yolov5s", "yolov5s-NAM", "yolov5s-SimAM", "yolov5s-CoTA"]
@@ -73,25 +75,19 @@ def attention_ms(model: Model, img: int, runs: int) -> float:
 
     End-to-end differences of a few percent drown in run-to-run noise on a small CPU model; timing the added
     layers by themselves (many repetitions, median) gives the cost they add, which the end-to-end numbers bound.
+    The layers are those of :func:`models.attention_vis.attention_layers` (a yaml row with ``n > 1``, an
+    ``nn.Sequential`` of attention modules, is one layer); their input shapes are recorded in one forward.
     """
-    att = tuple(registry.classes("attention"))
-    shapes: dict[int, torch.Size] = {}
-    def keep_shape(i: int):
-        def hook(mod, inp, out) -> None:  # returns None: the layer's output is left alone
-            shapes.setdefault(i, inp[0].shape)
-        return hook
-
-    hooks = [m.register_forward_hook(keep_shape(i)) for i, m in enumerate(model.model) if isinstance(m, att)]
-    if not hooks:
+    layers = attention_layers(model)
+    if not layers:
         return 0.0
     with torch.no_grad():
-        model(torch.zeros(1, 3, img, img))
-        for h in hooks:
-            h.remove()
+        with Recorder(layers) as rec:
+            model(torch.zeros(1, 3, img, img))
         total = 0.0
-        for i, shape in shapes.items():
-            x = torch.randn(shape)
-            total += median_ms(lambda m=model.model[i]: m(x), 10, runs)
+        for r in rec:
+            x = torch.randn(r.inputs[0].shape)
+            total += median_ms(lambda m=r.module, x=x: m(x), 10, runs)
     return total
 
 

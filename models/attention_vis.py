@@ -1,9 +1,11 @@
 """Attention heatmaps and class activation maps of a YOLOv5 model, from Python or ``detect.py``.
 
-For every attention layer (a module registered with kind ``"attention"``, found by ``isinstance`` on the live
-model) one spatial heatmap overlaid on the image and one per-channel bar chart are saved; for one layer named
-by its yaml index an EigenCAM (or Grad-CAM) overlay. How the maps are computed: ``utils.attention_maps`` and
-``utils.cam``. This module sits in ``models/`` because it needs the registry and ``attempt_load``.
+For every attention layer (``model.graph.sites("attention")``; for other modules, a module registered with kind
+``"attention"``) one spatial heatmap overlaid on the image and one per-channel bar chart are saved; for one
+layer named by its yaml index an EigenCAM (or Grad-CAM) overlay. The layers are recorded with
+``utils.recording.Recorder`` around the forward pass (:meth:`AttentionVisualizer.watch`); the maps are computed
+by ``utils.attention_maps`` and ``utils.cam`` and drawn by ``utils.attention_plots``. This module sits in
+``models/`` because it needs the registry and ``attempt_load``.
 
 Usage:
     from models.attention_vis import visualize
@@ -17,8 +19,9 @@ and ``<stem>_layer<i>_<Module>_EigenCAM.png`` (or ``_GradCAM.png``); video frame
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,11 +29,13 @@ import torch.nn as nn
 
 from models.experimental import attempt_load
 from models.registry import classes
-from utils.attention_maps import LayerHooks, module_name, save_layer_figures, save_spatial_figure, unletterbox
+from utils.attention_maps import LayerMaps, module_name, record_maps, unletterbox
+from utils.attention_plots import save_layer_figures, save_spatial_figure
 from utils.boxes import scale_coords, xywh2xyxy
 from utils.cam import eigen_cam, grad_cam
-from utils.general import LOGGER, check_img_size
+from utils.general import LOGGER, InputError, check_img_size
 from utils.inference_loaders import LoadImages
+from utils.recording import Recorder
 from utils.torch_utils import select_device
 
 CAM_METHODS = {"eigen": "EigenCAM", "grad": "GradCAM"}
@@ -43,9 +48,25 @@ def _is_attention(m: nn.Module, kinds: tuple[type, ...]) -> bool:
 
 
 def attention_layers(model: nn.Module) -> list[tuple[int, nn.Module]]:
-    """``(index, module)`` of every attention layer of a YOLOv5 ``Model`` (registered kind ``"attention"``)."""
+    """``(index, module)`` of every attention layer (registered kind ``"attention"``), in index order.
+
+    A YOLOv5 ``Model`` (also inside a ``DetectMultiBackend`` or an ``Ensemble``) answers from its layer graph,
+    ``model.graph.sites("attention")``. Any other module is searched by class: among its layers (``.model``
+    when that is an ``nn.Sequential``, else the module itself when it is one, else its children), each module
+    whose class is registered as attention, or ``nn.Sequential`` of such modules (a yaml row with ``n > 1``).
+    """
+    try:
+        model = yolo_model(model)
+    except TypeError:
+        pass  # not a YOLOv5 model: the generic search below
+    graph = getattr(model, "graph", None)
+    seq = getattr(model, "model", None)
+    if graph is not None and callable(getattr(graph, "sites", None)) and isinstance(seq, nn.Sequential):
+        return [(s.index, seq[s.index]) for s in graph.sites("attention")]
     kinds = tuple(classes("attention"))
-    return [(i, m) for i, m in enumerate(yolo_model(model).model) if _is_attention(m, kinds)]
+    seq = seq if isinstance(seq, nn.Sequential) else model
+    layers = enumerate(seq) if isinstance(seq, nn.Sequential) else enumerate(seq.children())
+    return [(i, m) for i, m in layers if _is_attention(m, kinds)]
 
 
 def yolo_model(model: Any) -> nn.Module:
@@ -67,10 +88,16 @@ def yolo_model(model: Any) -> nn.Module:
 
 
 class AttentionVisualizer:
-    """Hooks on a model's attention layers (and a CAM layer) that turn each forward pass into figures.
+    """Turns a forward pass of a model into attention heatmaps (and a CAM) per image.
 
-    Call :meth:`reset` before each forward pass and :meth:`save` after it, per image of the batch; :meth:`close`
-    removes the hooks (also a context manager).
+    Run the forward inside :meth:`watch`, then call :meth:`save` per image of the batch::
+
+        with viz.watch():
+            pred = model(im)
+        for b, im0 in enumerate(originals):
+            viz.save(b, stem, im0, im)
+
+    Layers are recorded only inside :meth:`watch` (each watch starts afresh), so no hooks outlive a forward.
 
     Args:
         model: a YOLOv5 ``Model``, an ``Ensemble`` or a ``.pt`` ``DetectMultiBackend``.
@@ -81,27 +108,27 @@ class AttentionVisualizer:
             prediction's score ``objectness × class probability``).
 
     Raises:
-        ValueError: a layer index outside the model (the Detect head included) or an unknown ``cam_method``.
+        InputError: a layer index outside the model (the Detect head included) or an unknown ``cam_method``.
     """
 
     def __init__(self, model: Any, save_dir: str | Path, layers: Sequence[int] | None = None,
                  cam_layer: int | None = None, cam_method: str = "eigen") -> None:
         self.model = yolo_model(model)
-        seq = self.model.model
-        n = len(seq)
+        n = len(self.model.model)
         self.layers = [i for i, _ in attention_layers(self.model)] if layers is None else [int(i) for i in layers]
         if layers is None and not self.layers:
             LOGGER.warning("WARNING: this model has no attention layers: no attention heatmaps are drawn")
         for i in self.layers + ([] if cam_layer is None else [cam_layer]):
             if not 0 <= int(i) < n - 1:
-                raise ValueError(f"layer {i} does not exist or is the Detect head: choose 0..{n - 2}")
+                raise InputError(f"layer {i} does not exist or is the Detect head: choose 0..{n - 2}")
         if cam_method not in CAM_METHODS:
-            raise ValueError(f"cam_method must be one of {list(CAM_METHODS)}, got {cam_method!r}")
+            raise InputError(f"cam_method must be one of {list(CAM_METHODS)}, got {cam_method!r}")
         self.cam_layer = None if cam_layer is None else int(cam_layer)
         self.cam_method, self.save_dir = cam_method, Path(save_dir)
-        watch = sorted(set(self.layers) | ({self.cam_layer} if self.cam_layer is not None else set()))
-        self.hooks = LayerHooks([(i, seq[i]) for i in watch])
+        self.watched = sorted(set(self.layers) | ({self.cam_layer} if self.cam_layer is not None else set()))
         self.saved: list[Path] = []
+        self._rec: Recorder | None = None  # the last watched forward
+        self._maps: list[LayerMaps] | None = None  # its maps, computed on the first save() (a batch saves B times)
 
     @classmethod
     def from_backend(cls, backend: Any, save_dir: str | Path, **kwargs: Any) -> AttentionVisualizer | None:
@@ -113,13 +140,24 @@ class AttentionVisualizer:
             return None
         return cls(backend, save_dir, **kwargs)
 
-    def reset(self) -> None:
-        """Forget the previous forward pass (call before each one)."""
-        self.hooks.reset()
-        self._maps = None  # computed once per forward pass, on the first save() (a batch saves B times)
+    @contextmanager
+    def watch(self) -> Iterator[Recorder]:
+        """Record the watched layers during the forward pass run inside the block (the first pass, under TTA).
+
+        Yields:
+            The :class:`utils.recording.Recorder` (hooks removed on exit, also on an exception).
+        """
+        self._rec, self._maps = Recorder([(i, self.model.model[i]) for i in self.watched]), None
+        with self._rec:
+            yield self._rec
+
+    def _records(self) -> Recorder:
+        if self._rec is None:
+            raise RuntimeError("AttentionVisualizer: run the forward pass inside watch() before save() or cam()")
+        return self._rec
 
     def save(self, b: int, stem: str, im0: np.ndarray, im: torch.Tensor) -> list[Path]:
-        """Write the figures of batch element ``b`` of the last forward pass.
+        """Write the figures of batch element ``b`` of the last watched forward pass.
 
         Args:
             b: index in the batch.
@@ -129,13 +167,16 @@ class AttentionVisualizer:
 
         Returns:
             The files written.
+
+        Raises:
+            RuntimeError: no forward pass was watched.
         """
+        rec = self._records()
+        if self._maps is None:
+            self._maps = record_maps(r for r in rec if r.index in self.layers)
         files: list[Path] = []
-        if getattr(self, "_maps", None) is None:
-            self._maps = self.hooks.maps()
         for lm in self._maps:
-            if lm.index in self.layers:
-                files += save_layer_figures(lm, b, im0, im.shape[2:], self.save_dir, stem)
+            files += save_layer_figures(lm, b, im0, im.shape[2:], self.save_dir, stem)
         if self.cam_layer is not None:
             cam, what, box = self.cam(b, im)
             boxes = [] if box is None else scale_coords(im.shape[2:], box.view(1, 4).clone(), im0.shape).tolist()
@@ -151,9 +192,12 @@ class AttentionVisualizer:
 
     def cam(self, b: int, im: torch.Tensor) -> tuple[torch.Tensor, str, torch.Tensor | None]:
         """The CAM (H, W) in [0, 1] of batch element ``b`` at the CAM layer, a note for the figure title and, for
-        Grad-CAM, the xyxy box (letterboxed-input pixels) of the prediction it explains."""
+        Grad-CAM, the xyxy box (letterboxed-input pixels) of the prediction it explains.
+
+        EigenCAM reads the last watched forward; Grad-CAM runs ``im[b]`` again with gradients.
+        """
         if self.cam_method == "eigen":
-            a = self.hooks.output(self.cam_layer)
+            a = self._records()[self.cam_layer].output
             self._check_map(a)
             return eigen_cam(a[b:b + 1]), "(first principal component)", None
         a, g, score, cls, box = self._activation_and_grad(im[b:b + 1])
@@ -165,58 +209,43 @@ class AttentionVisualizer:
 
     def _check_map(self, a: Any) -> None:
         if not (isinstance(a, torch.Tensor) and a.dim() == 4):
-            raise ValueError(f"layer {self.cam_layer} ({module_name(self.model.model[self.cam_layer])}) does not "
+            raise InputError(f"layer {self.cam_layer} ({module_name(self.model.model[self.cam_layer])}) does not "
                              f"output a feature map; choose another --cam-layer")
 
     def _activation_and_grad(self, im1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, int, torch.Tensor]:
-        """Run ``im1`` (1, 3, h, w) with gradients from the CAM layer's output on; back-propagate the highest
+        """Run ``im1`` (1, 3, h, w) recording the CAM layer's output with its gradient; back-propagate the highest
         ``objectness × class probability`` among the predictions. In-place flags and ``requires_grad`` of
-        the parameters are switched off for the pass and restored.
+        the parameters are switched off for the pass and restored, so no parameter gets a ``.grad``.
 
         Returns:
             activation (1, C, H, W), its gradient, the score, the class and the xyxy box of that prediction.
         """
-        held: dict[str, torch.Tensor] = {}
-
-        def hook(module: nn.Module, inputs: tuple, output: Any) -> torch.Tensor:
-            self._check_map(output)
-            held["a"] = output.detach().requires_grad_(True)  # a leaf: its .grad is what Grad-CAM needs
-            return held["a"]
-
+        i = self.cam_layer
         flags = [(m, m.inplace) for m in self.model.modules() if isinstance(getattr(m, "inplace", None), bool)]
         params = [(p, p.requires_grad) for p in self.model.parameters()]
-        handle = self.model.model[self.cam_layer].register_forward_hook(hook)
         try:
             for m, _ in flags:
                 m.inplace = False  # in-place ops after the CAM layer would break back-propagation
             for p, _ in params:
                 p.requires_grad_(False)
             with torch.enable_grad():
-                pred = self.model(im1)[0][0]  # (N, 5 + nc) decoded
+                with Recorder([(i, self.model.model[i])], grad=True) as rec:
+                    pred = self.model(im1)[0][0]  # (N, 5 + nc) decoded
+                self._check_map(rec[i].output)
                 conf = pred[:, 4:5] * pred[:, 5:]  # (N, nc)
                 k = int(conf.argmax())  # flat index: prediction k // nc, class k % nc
                 score = conf.view(-1)[k]
-                score.backward()
+                if score.requires_grad:  # False only when the score does not depend on the layer
+                    score.backward()
         finally:
-            handle.remove()
             for m, v in flags:
                 m.inplace = v
             for p, v in params:
                 p.requires_grad_(v)
-        a = held["a"]
-        g = a.grad if a.grad is not None else torch.zeros_like(a)
+        r = rec[i]
+        g = r.grad if r.grad is not None else torch.zeros_like(r.output)
         n, cls = divmod(k, conf.shape[1])
-        return a.detach(), g, float(score.detach()), cls, xywh2xyxy(pred[n:n + 1, :4].detach().float())[0]
-
-    def close(self) -> None:
-        """Remove the hooks."""
-        self.hooks.close()
-
-    def __enter__(self) -> AttentionVisualizer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return r.output, g, float(score.detach()), cls, xywh2xyxy(pred[n:n + 1, :4].detach().float())[0]
 
 
 def visualize(weights_or_model: str | Path | nn.Module, source: str | Path, save_dir: str | Path,
@@ -253,12 +282,10 @@ def visualize(weights_or_model: str | Path | nn.Module, source: str | Path, save
         loader = LoadImages(str(source), img_size=imgsz, stride=stride, auto=True)
         for path, im, im0, _, _ in loader:
             x = (torch.from_numpy(im).to(p.device, p.dtype) / 255)[None]  # (1, 3, h, w) in 0..1
-            viz.reset()
-            with torch.no_grad():
+            with torch.no_grad(), viz.watch():
                 model(x)
             viz.save(0, Path(path).stem + ("" if loader.mode == "image" else f"_{loader.frame}"), im0, x)
     finally:
-        viz.close()
         if loader is not None:
             loader.release()
         model.train(was_training)

@@ -2,15 +2,17 @@
 
 ``parse_model`` resolves every yaml ``module`` string here and asks the layer's *channel rule* how to turn the
 yaml arguments into constructor arguments and how many channels come out. It never branches on a module
-name, so a new layer (an attention module, say) is one file with one decorator::
+name. A plain layer registers with a decorator::
 
-    from models.registry import register, attention
+    from models.registry import register, conv
 
-    @register(rule=attention, kind="attention")
-    class MyAttention(nn.Module):
-        def __init__(self, c1: int, reduction: int = 16): ...
+    @register(rule=conv)
+    class MyConv(nn.Module):
+        def __init__(self, c1: int, c2: int, k: int = 1): ...
 
-and the yaml line ``[-1, 1, MyAttention, [1024, 8]]`` builds it with the real input channels.
+and an attention module registers itself by subclassing ``models.attention.base.Attention`` (channel rule
+:func:`attention`, kind ``"attention"``): the yaml line ``[-1, 1, MyAttention, [1024, 8]]`` builds it with the real
+input channels.
 
 A channel rule is a callable ``rule(ctx: LayerContext) -> LayerArgs``. The rules YOLOv5 v6.1 needs
  are defined below: :func:`passthrough`, :func:`conv`, :func:`conv_repeat`,

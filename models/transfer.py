@@ -4,7 +4,10 @@ YOLOv5 v6.1 transfers a checkpoint by state_dict key and shape. Keys carry the l
 (``model.17.cv1.conv.weight``), so one layer inserted at index 10 shifts every later key: those layers are lost, or
 worse, a layer that only happens to have the same shape at the old index is loaded with unrelated weights.
 
-Here the two layer lists (the checkpoint's yaml and the new model's) are aligned first. Each layer is described by
+Here the two layer lists (the checkpoint's yaml and the new model's) are paired first. When the new model is the
+checkpoint's model plus inserted layers (an ``attention:`` key over the same rows, or rows inserted with
+``models/yaml_edit.py``), the pairing is exact: it is the layer graph's ``old index -> new index`` mapping of those
+insertions (:func:`exact_pairs`). Otherwise (a hand-edited yaml) the layers are aligned. Each layer is described by
 its *signature*, ``(module, number, args)`` as written in the yaml (before width/depth scaling and with ``nc`` and
 ``anchors`` unresolved), and the longest common subsequence of signatures pairs the layers that both models share,
 in order; a layer left over on both sides with one unique partner of the same signature (a moved layer) is paired
@@ -21,6 +24,8 @@ from collections import defaultdict
 import torch
 
 from models.experimental import checkpoint_model, describe_checkpoint, safe_classes
+from models.graph import LayerGraph, attention_insertions, compose
+from models.registry import ModelConfigError
 from models.yolo import Model
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.general import LOGGER
@@ -39,8 +44,61 @@ def signature(row: list) -> str:
     return f"{module}|{n}|{args!r}"
 
 
+def _plain_rows(d: dict) -> list:
+    """The rows the model is built from (an ``attention:`` key expanded; as written if it cannot be)."""
+    if d.get("attention") is None:
+        return _rows(d)
+    try:
+        return _rows(LayerGraph.from_dict(d).to_dict())
+    except ModelConfigError:
+        return _rows(d)
+
+
+def exact_pairs(src: dict, dst: dict) -> dict[int, int] | None:
+    """The exact pairing when ``dst`` is ``src`` plus inserted layers, else None.
+
+    Two cases are recognised: ``dst`` has an ``attention:`` key over exactly ``src``'s rows (the pairing is the
+    mapping of its insertions), and ``dst``'s rows with the layers that alignment leaves unpaired removed give
+    exactly ``src``'s rows, ``from`` indices included (rows inserted with ``models/yaml_edit.py``; the pairing is
+    the inverse of the removals).
+    """
+    try:
+        src_rows = _plain_rows(src)
+        if dst.get("attention") is not None:
+            if _rows(dst) != src_rows:
+                return None
+            graph, maps = LayerGraph.from_dict({k: v for k, v in dst.items() if k != "attention"}), []
+            for index, module, args, number, _ in attention_insertions(dst):
+                graph, m = graph.insert(index, module, args, number=number)
+                maps.append(m)
+            return compose(*maps) if maps else {i: i for i in range(len(src_rows))}
+        graph = LayerGraph.from_dict(dst)
+        extra = sorted(set(range(len(graph))) - set(aligned_pairs(src, dst).values()), reverse=True)
+        if len(graph) - len(extra) != len(src_rows):
+            return None
+        maps = []
+        for i in extra:  # highest first: the lower indices stay valid
+            graph, m = graph.remove(i)
+            maps.append(m)
+        if _rows(graph.to_dict()) != src_rows:
+            return None
+        back = compose(*maps) if maps else {i: i for i in range(len(graph))}  # dst index -> src index
+        return dict(sorted((s, d) for d, s in back.items()))
+    except ModelConfigError:  # a layer this build does not know, or an edit that does not apply: not a pure insertion
+        return None
+
+
 def align_layers(src: dict, dst: dict) -> dict[int, int]:
     """Pair the layers of two model dicts: ``{source index: destination index}``.
+
+    Exact (:func:`exact_pairs`) when ``dst`` is ``src`` plus insertions, else by alignment (:func:`aligned_pairs`).
+    """
+    exact = exact_pairs(src, dst)
+    return exact if exact is not None else aligned_pairs(src, dst)
+
+
+def aligned_pairs(src: dict, dst: dict) -> dict[int, int]:
+    """Pair the layers of two model dicts by aligning their signatures: ``{source index: destination index}``.
 
     Args:
         src: the checkpoint's model dict (``model.yaml``).
@@ -50,7 +108,7 @@ def align_layers(src: dict, dst: dict) -> dict[int, int]:
         The pairs, in order (inserted/removed layers have no entry; a moved layer is paired when its signature is
         unique among the unpaired layers on both sides).
     """
-    a, b = [signature(r) for r in _rows(src)], [signature(r) for r in _rows(dst)]
+    a, b = [signature(r) for r in _plain_rows(src)], [signature(r) for r in _plain_rows(dst)]
     pairs: dict[int, int] = {}
     for blk in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
         for k in range(blk.size):

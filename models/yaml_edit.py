@@ -41,7 +41,8 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 import models.attention  # noqa: E402,F401  (registers the attention modules)
-from models.registry import ModelConfigError, resolve  # noqa: E402
+from models.graph import LayerGraph, attention_insertions, expand_attention, movable_args  # noqa: E402
+from models.registry import ModelConfigError  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.general import LOGGER  # noqa: E402
 
@@ -154,19 +155,14 @@ class _Doc:
     def text(self) -> str:
         return "\n".join(self.lines) + ("\n" if self.trailing_newline else "")
 
-    # ---------------------------------------------------------------- index bookkeeping
-    @staticmethod
-    def _abs(f: int, i: int) -> int:
-        return i + f if f < 0 else f
-
-    def _froms(self) -> list[list[tuple[int, bool]]]:
-        """Absolute sources of every row as (index, was_relative) pairs."""
-        out = []
-        for i, r in enumerate(self.rows):
-            f = r.value[0]
-            fl = f if isinstance(f, list) else [f]
-            out.append([(self._abs(x, i), x < 0) for x in fl])
-        return out
+    @property
+    def graph(self) -> LayerGraph:
+        """The layer graph of the text's rows (all index arithmetic is the graph's)."""
+        d = yaml.load(self.text(), Loader=_LOADER)
+        if d.get("attention") is not None:
+            raise ModelConfigError(f"{self.file}: has an 'attention:' key, whose indices an edit would shift; write "
+                                   f"its rows first: python models/yaml_edit.py expand {self.file} plain.yaml")
+        return LayerGraph.from_dict(d, file=self.file)
 
     # ---------------------------------------------------------------- line editing
     def _set_row(self, k: int, value: list, old_i: int) -> None:
@@ -192,21 +188,12 @@ class _Doc:
 
 
 # -------------------------------------------------------------------------------------------- public API
-def _check_index(doc: _Doc, p: int, n: int, what: str) -> None:
-    if not 0 <= p < n:
-        raise ModelConfigError(f"{doc.file}: {what} {p} is out of range (layers 0..{n - 1})")
-
-
-def _remap_and_write(doc: _Doc, froms: list, old_of_new: list[int | None]) -> None:
-    """Rewrite every surviving row's ``from`` (``froms``: absolute sources, new numbering) and index comment.
-
-    A row whose ``old_of_new`` entry is None is the newly inserted one and is written as given.
-    """
-    for i, (r, src, old) in enumerate(zip(doc.rows, froms, old_of_new)):
-        if old is None:
-            continue
-        fl = [a - i if rel else a for a, rel in src]  # back to relative where it was relative
-        doc._set_row(i, [fl if isinstance(r.value[0], list) else fl[0], *r.value[1:]], old)
+def _write_froms(doc: _Doc, graph: LayerGraph, old_of_new: list[int | None]) -> None:
+    """Write every surviving row's ``from`` as the edited ``graph`` has it, renumbering its index comment; the new
+    row (``old_of_new`` entry None) is already written."""
+    for i, old in enumerate(old_of_new):
+        if old is not None:
+            doc._set_row(i, graph[i].row, old)
 
 
 def insert(text: str, index: int, module: str, args: list | None = None, number: int = 1, source: int | list = -1,
@@ -215,7 +202,7 @@ def insert(text: str, index: int, module: str, args: list | None = None, number:
 
     Args:
         text: the model yaml text.
-        index: the new layer's index (``0..len(layers)-1``; Detect, the last layer, cannot be preceded by nothing).
+        index: the new layer's index (``0..len(layers)-1``; Detect stays last).
         module: the registered module name, e.g. ``"SimAM"``.
         args: the yaml arguments (``[]`` by default).
         number: the repeat count.
@@ -225,24 +212,14 @@ def insert(text: str, index: int, module: str, args: list | None = None, number:
         file: name used in error messages.
 
     Raises:
-        ModelConfigError: bad index or a text layout this tool cannot edit.
+        ModelConfigError: bad index, a row that does not build there, or a text layout this tool cannot edit.
     """
     doc = _Doc(text, file)
     n = len(doc.rows)
-    if not 0 <= index < n:
-        raise ModelConfigError(f"{file}: insert index {index} is out of range (0..{n - 1}: Detect must stay last)")
-    froms = doc._froms()
-    shift = lambda a: a + 1 if a >= index else a  # noqa: E731  old absolute -> new absolute
-    src_abs = [doc._abs(x, index) if x < 0 else x for x in (source if isinstance(source, list) else [source])]
-    if any(a >= index or a < -1 for a in src_abs):
-        raise ModelConfigError(f"{file}: source {source} must be an earlier layer than {index}")
-    wrapped = src_abs[0] if rewire and len(src_abs) == 1 else None  # -1 here: the image (index 0)
-    new_froms = [[(index if wrapped is not None and a == wrapped and i >= index else shift(a), rel) for a, rel in src]
-                 for i, src in enumerate(froms)]
-    # text: the new line goes after row index-1 (same section), or before row 0
-    value = [source if isinstance(source, int) else list(source), number, module, list(args or [])]
+    graph, _ = doc.graph.insert(index, module, args, number=number, source=source, rewire=rewire)
+    value = graph[index].row
     note = comment or f"# {index}"
-    if index > 0:
+    if index > 0:  # the new line goes after row index-1, in its section
         prev = doc.rows[index - 1]
         prefix, row_text, suffix, cmt = doc._split(prev)
         core = suffix.rstrip()
@@ -250,7 +227,7 @@ def insert(text: str, index: int, module: str, args: list | None = None, number:
         doc.lines[prev.line] = prefix + row_text + "," + suffix[len(core):] + cmt
         new_line = indent + _fmt(value) + core + "  " + note
         at_line, section = prev.line + 1, prev.section
-    else:
+    else:  # before row 0, which hands its '[' to the new line
         first = doc.rows[0]
         prefix, row_text, suffix, cmt = doc._split(first)
         indent = " " * len(prefix)
@@ -265,11 +242,8 @@ def insert(text: str, index: int, module: str, args: list | None = None, number:
         doc.rows[0].start = len(prefix)
         doc.rows[0].end = len(prefix) + len(row_text)
     start = len(indent) if index > 0 else len(prefix)
-    new_row = _Row(at_line, start, start + len(_fmt(value)), section, value)
-    doc.rows.insert(index, new_row)
-    new_froms.insert(index, None)
-    old_of_new = list(range(index)) + [None] + list(range(index, n))
-    _remap_and_write(doc, new_froms, old_of_new)
+    doc.rows.insert(index, _Row(at_line, start, start + len(_fmt(value)), section, value))
+    _write_froms(doc, graph, list(range(index)) + [None] + list(range(index, n)))
     return doc.text()
 
 
@@ -286,24 +260,9 @@ def remove(text: str, index: int, file: str = "yaml") -> str:
     """
     doc = _Doc(text, file)
     n = len(doc.rows)
-    _check_index(doc, index, n - 1, "remove index")
-    froms = doc._froms()
-    own = froms[index]
-    readers = [i for i, src in enumerate(froms) if any(a == index for a, _ in src)]
-    if readers and len(own) != 1:
-        raise ModelConfigError(f"{file}: layer {index} ({doc.rows[index].value[2]}) has {len(own)} inputs and is "
-                               f"read by layer(s) {readers}; remove only single-input layers that others read")
-    target = own[0][0] if own else -1
-    if index == 0 and any(i != 1 for i in readers):  # only the next layer can read the image instead
-        raise ModelConfigError(f"{file}: layer 0 is read by layer(s) {readers}; it cannot be removed")
-    shift = lambda a: a - 1 if a > index else a  # noqa: E731
-    new_froms = [[(shift(target) if a == index else shift(a), rel) for a, rel in src]
-                 for i, src in enumerate(froms) if i != index]
+    graph, _ = doc.graph.remove(index)
     r = doc.rows[index]
     prefix, _, suffix, _ = doc._split(r)
-    same = [k for k, x in enumerate(doc.rows) if x.section == r.section]
-    if len(same) == 1:
-        raise ModelConfigError(f"{file}: layer {index} is the only row of '{r.section}'")
     if prefix.strip() and index + 1 < n and doc.rows[index + 1].section == r.section:  # first row: next inherits '['
         nxt = doc.rows[index + 1]
         p2, t2, s2, c2 = doc._split(nxt)
@@ -318,35 +277,46 @@ def remove(text: str, index: int, file: str = "yaml") -> str:
         if x.line > r.line:
             x.line -= 1
     del doc.rows[index]
-    old_of_new = [i for i in range(n) if i != index]
-    _remap_and_write(doc, new_froms, old_of_new)
+    _write_froms(doc, graph, [i for i in range(n) if i != index])
     return doc.text()
 
 
 def move(text: str, index: int, to: int, file: str = "yaml") -> str:
     """Move the single-input layer ``index`` to position ``to`` (its index afterwards), wrapping the layer before it."""
     doc = _Doc(text, file)
-    n = len(doc.rows)
-    _check_index(doc, index, n - 1, "move index")
-    _check_index(doc, to, n - 1, "move target")
-    f, number, module, args = doc.rows[index].value
-    if isinstance(f, list):
-        raise ModelConfigError(f"{file}: layer {index} ({module}) has several inputs; only single-input layers move")
-    args = list(args)
-    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and _is_attention(module):
-        LOGGER.info(f"move: dropping {module}'s nominal channel argument {args[0]} (the new input decides)")
-        args = args[1:]
+    doc.graph.move(index, to)  # checks the indices and the layer
+    layer = doc.graph[index]
+    args = movable_args(layer)
+    if args != layer.args:
+        LOGGER.info(f"move: dropping {layer.name}'s nominal channel argument {layer.args[0]} (the new input decides)")
     _, _, _, cmt = doc._split(doc.rows[index])
     cmt = _INDEX_COMMENT.sub(lambda m: f"{m.group(1)}{to}", cmt) or None
-    return insert(remove(text, index, file), to, module, args, number=number, comment=cmt, file=file)
+    return insert(remove(text, index, file), to, layer.name, args, number=layer.n, comment=cmt, file=file)
 
 
-def _is_attention(module: str) -> bool:
-    """Whether ``module`` is registered as an attention layer (whose first int argument is a nominal channel count)."""
-    try:
-        return resolve(module).kind == "attention"
-    except KeyError:
-        return False
+def expand(text: str, file: str = "yaml") -> str:
+    """The yaml text with its ``attention:`` placements written as plain rows (comments kept), for stock YOLOv5.
+
+    The placements are replayed as :func:`insert` edits in the order :func:`models.graph.expand_attention` makes
+    them, so the rows equal the ones a model built from the original text uses.
+    """
+    d = yaml.load(text, Loader=_LOADER)
+    if not isinstance(d, dict) or d.get("attention") is None:
+        return text
+    lines, out, skip = text.splitlines(), [], False
+    for line in lines:  # drop the top-level 'attention:' block
+        if re.match(r"^\w", line):
+            skip = re.match(r"^attention\s*:", line) is not None
+        if not skip:
+            out.append(line)
+    new = "\n".join(out).rstrip("\n") + ("\n" if text.endswith("\n") else "")
+    for index, module, args, number, after in attention_insertions(d, file):
+        new = insert(new, index, module, args, number=number, comment=f"# {index} {module} (attention: after "
+                     f"{after})", file=file)
+    expected = expand_attention(d, file)
+    if layer_rows(new, file) != expected["backbone"] + expected["head"]:
+        raise ModelConfigError(f"{file}: cannot expand this layout; the 'attention:' block must be one top-level key")
+    return new
 
 
 def layer_rows(text: str, file: str = "yaml") -> list[list]:
@@ -356,9 +326,11 @@ def layer_rows(text: str, file: str = "yaml") -> list[list]:
 
 # -------------------------------------------------------------------------------------------- CLI
 def parse_opt(known: bool = False) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="insert / move / remove model yaml layers with re-indexing")
-    parser.add_argument("action", choices=["insert", "move", "remove"])
-    parser.add_argument("--cfg", required=True, help="model yaml to edit")
+    parser = argparse.ArgumentParser(description="insert / move / remove model yaml layers with re-indexing; expand "
+                                     "an 'attention:' key into plain rows")
+    parser.add_argument("action", choices=["insert", "move", "remove", "expand"])
+    parser.add_argument("paths", nargs="*", help="expand: IN.yaml [OUT.yaml] (same as --cfg IN --out OUT)")
+    parser.add_argument("--cfg", help="model yaml to edit")
     parser.add_argument("--at", type=int, help="insert: the new layer's index; move/remove: the layer's index")
     parser.add_argument("--after", type=int, help="insert: put the new layer right after this layer (= --at N+1)")
     parser.add_argument("--to", type=int, help="move: the layer's index afterwards")
@@ -370,10 +342,17 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
 
-def run(action: str, cfg: str, at: int | None = None, after: int | None = None, to: int | None = None,
+def run(action: str, cfg: str | None = None, at: int | None = None, after: int | None = None, to: int | None = None,
         module: str | None = None, args: list | None = None, number: int = 1, no_rewire: bool = False,
-        out: str | None = None) -> str:
+        out: str | None = None, paths: list[str] | None = None) -> str:
     """Apply one edit to ``cfg`` and write (or return) the result; the new yaml is checked by building it."""
+    paths = list(paths or [])
+    if len(paths) > 2 or (paths and action != "expand"):
+        raise SystemExit(f"{action}: unexpected arguments {paths}" if action != "expand" else
+                         "expand takes IN.yaml [OUT.yaml]")
+    cfg, out = (paths + [None])[0] if paths else cfg, paths[1] if len(paths) == 2 else out
+    if not cfg:
+        raise SystemExit(f"{action} needs a model yaml (--cfg)")
     text = Path(cfg).read_text()
     args = [yaml.safe_load(str(a)) for a in (args or [])]
     if action == "insert":
@@ -385,10 +364,12 @@ def run(action: str, cfg: str, at: int | None = None, after: int | None = None, 
         if at is None:
             raise SystemExit("remove needs --at")
         new = remove(text, at, file=cfg)
-    else:
+    elif action == "move":
         if at is None or to is None:
             raise SystemExit("move needs --at and --to")
         new = move(text, at, to, file=cfg)
+    else:
+        new = expand(text, file=cfg)
     Model(yaml.safe_load(new))  # build it: a yaml that does not build is not written
     if out:
         Path(out).write_text(new)

@@ -13,7 +13,7 @@ import math
 import sys
 from copy import deepcopy
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
@@ -26,12 +26,13 @@ import yaml  # noqa: E402
 
 import models.attention  # noqa: E402,F401  (registers the attention modules)
 import models.common  # noqa: E402,F401  (registers the v6.1 layers)
-from models.registry import (LayerContext, ModelConfigError, check_model_dict, closest, detect,  # noqa: E402
-                             from_channels, register, resolve, resolve_arg)
+from models.graph import LayerGraph, row_error  # noqa: E402
+from models.registry import ModelConfigError, detect, register  # noqa: E402
 from utils.autoanchor import check_anchor_order  # noqa: E402
 from utils.flops import count_macs  # noqa: E402
 from utils.general import LOGGER, check_yaml, print_args  # noqa: E402
 from utils.plots import feature_visualization  # noqa: E402
+from utils.recording import Recorder  # noqa: E402
 from utils.torch_utils import initialize_weights, model_info, scale_img, select_device, time_sync  # noqa: E402
 
 
@@ -120,6 +121,12 @@ class Model(nn.Module):
         self.info()
         LOGGER.info("")
 
+    @property
+    def graph(self) -> LayerGraph:
+        """The resolved layer graph of ``self.yaml`` (computed on each access, never pickled): every layer's absolute
+        inputs, module spec and channels; ``model.graph.sites("attention")`` lists the attention layers."""
+        return LayerGraph.from_dict(self.yaml, self.yaml.get("ch", 3), getattr(self, "yaml_file", None))
+
     def forward(self, x: torch.Tensor, augment: bool = False, profile: bool = False,
                 visualize: bool | Path = False):
         if augment:
@@ -156,7 +163,7 @@ class Model(nn.Module):
         try:
             return self.forward(x)
         except Exception as e:
-            rows, y, xi = (self.yaml["backbone"] or []) + (self.yaml["head"] or []), [], x
+            rows, y, xi = [layer.row for layer in self.graph], [], x
             for m in self.model:
                 xi = _layer_input(m, xi, y)
                 got = _shapes(xi)  # before the call: Detect rewrites its input list
@@ -164,7 +171,7 @@ class Model(nn.Module):
                     xi = m(xi)
                 except Exception as err:
                     msg = f"{m.type} got input {got} in the build-time stride probe (zeros {tuple(x.shape)}) and failed"
-                    raise _row_error(src, m.i, rows[m.i], f"{msg}: {type(err).__name__}: {err}") from e
+                    raise row_error(src, m.i, rows[m.i], f"{msg}: {type(err).__name__}: {err}") from e
                 y.append(xi if m.i in self.save else None)
             raise  # not reproduced layer by layer: the original error
 
@@ -226,6 +233,27 @@ class Model(nn.Module):
             LOGGER.info(("%6g Conv2d.bias:" + "%10.3g" * 6) % (mi.weight.shape[1], *b[:5].mean(1).tolist(),
                                                                b[5:].mean()))
 
+    def record(self, indices: Iterable[int] | None = None, grad: bool = False) -> Recorder:
+        """A context manager that records layers' inputs and outputs (and output gradients) during a forward.
+
+        Only the first call of each layer inside the ``with`` block is kept (the un-augmented pass of TTA);
+        inputs and outputs are detached clones. See :mod:`utils.recording`.
+
+        Args:
+            indices: layer indices (yaml rows) to record; None for every layer.
+            grad: also record the gradient that a later ``backward()`` sends to each output (Grad-CAM).
+
+        Returns:
+            A :class:`utils.recording.Recorder`; ``rec[i]`` is the :class:`utils.recording.Record` of layer ``i``.
+
+        Example:
+            with model.record([17, 20, 23]) as rec:
+                model(im)
+            rec[17].output, rec[17].inputs
+        """
+        idx = range(len(self.model)) if indices is None else indices
+        return Recorder([(int(i), self.model[int(i)]) for i in idx], grad=grad)
+
     def fuse(self) -> Model:
         """Fold BatchNorms into the layers that own them (Conv+BN, NAM's BN...) and log the summary."""
         LOGGER.info("Fusing layers... ")
@@ -280,18 +308,14 @@ def load_model_yaml(path: str | Path) -> dict:
     return d
 
 
-def _row_error(src: str, i: int, row: Any, msg: str) -> ModelConfigError:
-    return ModelConfigError(f"{src}: layer {i} {row}: {msg}")
-
-
 def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Sequential, list[int]]:
     """Build the layers of a model dict and log v6.1's layer table.
 
-    Every module name is resolved in the registry, whose channel rule turns the yaml arguments into
-    constructor arguments; nothing here knows any particular layer.
+    The rows are resolved by :class:`models.graph.LayerGraph` (registry lookup, channel rule, absolute ``from``
+    indices); this loop only builds each layer and logs it, knowing no particular module.
 
     Args:
-        d: the model dict (nc, depth_multiple, width_multiple, anchors, backbone, head).
+        d: the model dict (nc, depth_multiple, width_multiple, anchors, backbone, head[, attention]).
         ch: ``[input channels]``.
         file: where the dict came from, for error messages.
 
@@ -301,64 +325,24 @@ def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Seq
     Raises:
         ModelConfigError: naming the file, the layer index and what is wrong.
     """
-    src = file or "model dict"
-    try:
-        rows = check_model_dict(d, ch[-1])
-    except ModelConfigError as e:
-        raise ModelConfigError(f"{src}: {e}") from None
-    name = rows[-1][2] if isinstance(rows[-1], list) and len(rows[-1]) == 4 else None
-    try:
-        last = resolve(name).cls
-    except (KeyError, TypeError):  # malformed or unknown: reported at its row below
-        last = Detect
-    if not issubclass(last, Detect):
-        raise _row_error(src, len(rows) - 1, rows[-1], f"the last layer must be Detect, got {name}")
+    graph = LayerGraph.from_dict(d, ch[-1], file)
     LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
-    anchors, nc, gd, gw = d["anchors"], d["nc"], d["depth_multiple"], d["width_multiple"]
-    na = (len(anchors[0]) // 2) if isinstance(anchors, list) else anchors  # anchors per level
-    no_total = na * (nc + 5)  # Detect output channels per level
-    scope = {"nc": nc, "anchors": anchors}
-
-    layers, save, out_ch = [], [], []  # out_ch[i] = output channels of layer i
-    for i, row in enumerate(rows):
-        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[3], list)):
-            raise _row_error(src, i, row, "a layer is [from, number, module, args] with args a list")
-        f, n, name, args = row
+    layers = []
+    for layer in graph:
+        la = layer.built
         try:
-            spec = resolve(name)
-        except (KeyError, TypeError):
-            hint = closest(str(name))
-            raise _row_error(src, i, row, f"unknown module '{name}'" +
-                             (f"; did you mean {', '.join(hint)}?" if hint else "")) from None
-        if issubclass(spec.cls, Detect) and i != len(rows) - 1:
-            raise _row_error(src, i, row, "Detect must be the last layer, and only one Detect is allowed")
-        try:
-            c_in = from_channels(f, i, ch[-1], out_ch)
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ModelConfigError(f"'number' must be a positive int, got {n!r}")
-            n_ = max(round(n * gd), 1) if n > 1 else n  # depth gain
-            args = [resolve_arg(a, scope) for a in args]
-            la = spec.rule(LayerContext(c_in, args, n_, gw, no_total, name, i))
-        except ModelConfigError as e:
-            raise _row_error(src, i, row, str(e)) from None
-        except Exception as e:  # e.g. a zero or non-int gain for Contract/Expand
-            raise _row_error(src, i, row, f"cannot use the arguments {args}: {type(e).__name__}: {e}") from e
-        if not isinstance(la.c2, int) or isinstance(la.c2, bool) or la.c2 < 1:
-            raise _row_error(src, i, row, f"gives {la.c2} output channels; channel counts must be positive")
-        try:
-            build = lambda: spec.cls(*la.args, **la.kwargs)  # noqa: E731
-            m_ = nn.Sequential(*(build() for _ in range(la.n))) if la.n > 1 else build()
+            m_ = layer.build()
         except Exception as e:
-            raise _row_error(src, i, row, f"{name}(*{la.args}, **{la.kwargs}) failed: {type(e).__name__}: {e}") from e
-        t = f"{spec.cls.__module__}.{spec.cls.__qualname__}".replace("__main__.", "")
+            raise row_error(graph.file, layer.index, layer.row,
+                            f"{layer.name}(*{la.args}, **{la.kwargs}) failed: {type(e).__name__}: {e}") from e
+        cls = layer.spec.cls
+        t = f"{cls.__module__}.{cls.__qualname__}".replace("__main__.", "")
         np_ = sum(x.numel() for x in m_.parameters())
-        m_.i, m_.f, m_.type, m_.np = i, f, t, np_  # index, 'from' index, type, number of params
+        m_.i, m_.f, m_.type, m_.np = layer.index, layer.f, t, np_  # index, 'from' index, type, number of params
         shown = la.args + ([la.kwargs] if la.kwargs else [])
-        LOGGER.info(f"{i:>3}{str(f):>18}{n_:>3}{np_:10.0f}  {t:<40}{str(shown):<30}")
-        save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
+        LOGGER.info(f"{layer.index:>3}{str(layer.f):>18}{layer.depth:>3}{np_:10.0f}  {t:<40}{str(shown):<30}")
         layers.append(m_)
-        out_ch.append(la.c2)
-    return nn.Sequential(*layers), sorted(save)
+    return nn.Sequential(*layers), graph.save
 
 
 def parse_opt(known: bool = False) -> argparse.Namespace:

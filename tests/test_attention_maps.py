@@ -18,9 +18,12 @@ from models.attention.nam import NAMAttention
 from models.attention_vis import AttentionVisualizer, attention_layers, visualize
 from models.yolo import Model
 from tests.conftest import ROOT
-from utils.attention_maps import LayerHooks, gain_maps, layer_maps, overlay_heatmap, unletterbox
+from utils.attention_maps import gain_maps, layer_maps, record_maps, unletterbox
+from utils.attention_plots import overlay_heatmap
 from utils.augmentations import letterbox
+from utils.boxes import letterbox_geometry, scale_coords
 from utils.cam import eigen_cam, grad_cam
+from utils.recording import Recorder
 
 # yaml -> {attention layer index: (class name, channels, stride)} for the n-size configs
 ATTENTION = {
@@ -51,14 +54,14 @@ class Mul(nn.Module):
 
 
 @pytest.mark.parametrize("cfg", sorted(ATTENTION))
-def test_hooks_give_maps_of_the_right_shape(models, cfg):
+def test_records_give_maps_of_the_right_shape(models, cfg):
     model = models[cfg]
     found = attention_layers(model)
     assert {i: type(m).__name__ for i, m in found} == {i: v[0] for i, v in ATTENTION[cfg].items()}
     h, w = 64, 96  # rectangular: H and W must not be swapped
-    with LayerHooks(found) as hooks, torch.no_grad():
+    with model.record([i for i, _ in found]) as rec, torch.no_grad():
         model(torch.rand(1, 3, h, w))
-        maps = {lm.index: lm for lm in hooks.maps()}
+        maps = {lm.index: lm for lm in record_maps(rec)}
     assert sorted(maps) == sorted(ATTENTION[cfg])
     for i, (name, c, s) in ATTENTION[cfg].items():
         lm = maps[i]
@@ -75,7 +78,6 @@ def test_hooks_give_maps_of_the_right_shape(models, cfg):
             lo = 1 / (1 + math.exp(-0.5))
             assert (lm.spatial >= lo - 1e-5).all() and (lm.spatial < 1).all()
             assert (lm.channel >= lo - 1e-5).all() and (lm.channel < 1).all()
-    hooks.close()
     assert not any(m._forward_hooks for _, m in found)  # closed: hooks removed
 
 
@@ -98,21 +100,23 @@ def test_generic_gain_recovers_multiplicative_weights():
     assert gain_maps(x, x[:, :4, :2]) == {}  # channels and size both changed: nothing to say
 
 
-def test_hooked_layer_and_own_attention_map_override():
+def test_recorded_layer_and_own_attention_map_override():
     torch.manual_seed(0)
     ws = torch.rand(1, 1, 4, 4) + 0.5
     net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), Mul(ws))
-    with LayerHooks([(1, net[1])]) as hooks:
+    with Recorder([(1, net[1])]) as rec:
         net(torch.randn(1, 3, 4, 4))
         net(torch.randn(1, 3, 4, 4) * 100)  # a second call: ignored until reset()
-        lm = hooks.maps()[0]
-        first_in = hooks.records[1].inputs[0].abs().max()
+        lm = record_maps(rec)[0]
+        first_in = rec[1].inputs[0].abs().max()
     assert first_in < 50 and lm.index == 1 and lm.name == "Mul"
     torch.testing.assert_close(lm.spatial[0], ws[0, 0], rtol=1e-5, atol=1e-6)
 
+    from utils.attention_maps import AttentionMap
+
     class Own(Mul):
         def attention_map(self, inputs, output):
-            return {"spatial": self.w, "spatial_label": "w", "channel": None}
+            return AttentionMap(spatial=self.w, spatial_label="w", drop_channel=True)  # no channel map at all
 
     m = Own(ws)
     lm = layer_maps(3, m, (torch.ones(1, 2, 4, 4),), m(torch.ones(1, 2, 4, 4)))
@@ -127,14 +131,14 @@ def test_nam_channel_weights_are_normalised_gamma_fused_or_not():
     m.Channel_Att.bn2.running_var.data = torch.rand(16) + 0.5
     gamma = m.Channel_Att.bn2.weight.detach().clone()
     x = torch.randn(2, 16, 6, 6)
-    w = m.attention_map((x,), m(x))["channel"]
+    w = m.attention_map((x,), m(x)).channel
     assert w.sum().item() == pytest.approx(1, abs=1e-6)
     torch.testing.assert_close(w, gamma.abs() / gamma.abs().sum())
     m.fuse_layers()
     assert set(m.state_dict()) == keys - {f"Channel_Att.bn2.{k}" for k in
                                           ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")} \
         | {"Channel_Att.fused_scale", "Channel_Att.fused_shift"}  # the kept copy is not saved
-    torch.testing.assert_close(m.attention_map((x,), m(x))["channel"], gamma.abs() / gamma.abs().sum())
+    torch.testing.assert_close(m.attention_map((x,), m(x)).channel, gamma.abs() / gamma.abs().sum())
 
 
 def test_nam_spatial_branch_reports_its_gate():
@@ -189,6 +193,21 @@ def test_unletterbox_aligns_map_with_original_image():
         assert np.abs(back - ramp)[2:-2, 2:-2].mean() < 3  # no padding (114) and no shift leaks in
 
 
+def test_letterbox_geometry_matches_letterbox_and_scale_coords():
+    cases = ((50, 80, 64, False), (1080, 810, 160, True), (720, 1280, 160, True), (10, 3000, 64, False))
+    for h0, w0, size, auto in cases:
+        im, (r, _), (dw, dh) = letterbox(np.zeros((h0, w0, 3), np.uint8), size, auto=auto)
+        g = letterbox_geometry(im.shape[:2], (h0, w0, 3))
+        top, left, uh, uw = g.inner
+        assert g.gain == pytest.approx(r) and (top, left) == (int(round(dh - 0.1)), int(round(dw - 0.1)))
+        assert (uh, uw) == (im.shape[0] - 2 * dh, im.shape[1] - 2 * dw)  # the resized image, padding excluded
+        box = torch.tensor([[left, top, left + uw, top + uh]], dtype=torch.float32)  # the image's own outline
+        back = scale_coords(im.shape[:2], box, (h0, w0, 3))
+        assert torch.allclose(back, torch.tensor([[0, 0, w0, h0]], dtype=torch.float32), atol=1 / r)
+    g = letterbox_geometry((64, 64), (32, 64), ratio_pad=((1.0, 1.0), (0.0, 16.0)))
+    assert (g.gain, g.pad) == (1.0, (0.0, 16.0))
+
+
 def test_overlay_is_red_where_hot_blue_where_cold():
     im0 = np.full((10, 20, 3), 128, np.uint8)
     heat = np.zeros((10, 20), np.float32)
@@ -215,7 +234,6 @@ def test_visualize_writes_figures_and_grad_cam_restores_model(models, tmp_path):
     # the CAM itself: a (H, W) map in [0, 1] at the layer's resolution, with some signal
     viz = AttentionVisualizer(model, tmp_path, layers=[], cam_layer=17, cam_method="grad")
     cam, note, box = viz.cam(0, torch.rand(1, 3, 64, 64))
-    viz.close()
     assert cam.shape == (8, 8) and 0 <= cam.min() and cam.max() == 1 and note.startswith("(top prediction: class ")
     assert box.shape == (4,) and box[2] > box[0] and box[3] > box[1]
 
@@ -264,7 +282,7 @@ def test_cota_attention_map_is_its_softmax_over_positions():
         x = torch.randn(2, 16, 5, 7)
         maps = m.attention_map((x,), m(x))
         att = m._attention(x, m.key_embed(x))  # (B, C, H*W), rows sum to 1
-    s = maps["spatial"]
+    s = maps.spatial
     assert s.shape == (2, 5, 7)
     torch.testing.assert_close(s.mean(dim=(1, 2)), torch.ones(2))  # 1 = uniform on average
     torch.testing.assert_close(s, att.mean(1).view(2, 5, 7) * 35)

@@ -34,6 +34,7 @@ TINY = dict(weights="", cfg=str(ROOT / "models/yolov5n.yaml"), imgsz=64, batch_s
 
 @pytest.fixture(scope="module")
 def yolov5n() -> Model:
+    torch.manual_seed(0)  # the same weights whatever ran before: detections at conf 0 do not depend on test order
     return Model(ROOT / "models/yolov5n.yaml")
 
 
@@ -42,6 +43,7 @@ def ckpts(tmp_path_factory, yolov5n) -> dict[str, Path]:
     """Checkpoint files of every kind: a training checkpoint and the wrong ones."""
     d = tmp_path_factory.mktemp("ckpts")
     m = copy.deepcopy(yolov5n)
+    torch.manual_seed(0)
     opt = build_optimizer(m, "SGD", 0.01, 0.9, 5e-4)
     m(torch.rand(1, 3, 64, 64))[0].sum().backward()
     opt.step()  # momentum buffers exist

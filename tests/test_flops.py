@@ -60,3 +60,21 @@ def test_every_attention_config_counts_more_than_its_thop_leaves():
     for cfg in ("yolov5n-NAM.yaml", "yolov5n-SimAM.yaml", "yolov5n-CoTA.yaml", "yolov5n-CotLayer.yaml"):
         m = Model(MODELS / cfg)
         assert flops.model_gflops(m) > _thop_only_gflops(m), cfg
+
+
+def test_nam_branches_report_their_own_flops_each_counted_once():
+    """NAM's two branches are child modules that report their functional FLOPs themselves; NAMAttention adds
+    none of its own, so the counter (which visits every module with ``functional_flops``) counts each once."""
+    from models.attention import NAMAttention
+
+    m = NAMAttention(32, no_spatial=False).eval()
+    x = torch.randn(2, 32, 8, 8)
+    n, p = x.numel(), 2 * 8 * 8  # elements, positions
+    channel = 3 * n + 3 * 32  # ·w, sigmoid, ·x per element; |γ|, Σ, ÷ per channel
+    spatial = 2 * n + 2 * p + 8 * p  # channel mean and ·x; the spatial BN; |λ|, mean, ÷, ·x̂, +β, ·w, σ
+    with torch.no_grad():
+        assert m.functional_flops((x,), m(x)) == 0
+    assert flops.count_functional_flops(m, (x,)) == channel + spatial
+    thop_only, _ = thop.profile(__import__("copy").deepcopy(m), inputs=(x,), verbose=False)
+    assert thop_only > 0  # the channel BN and the λ conv
+    assert flops.count_macs(m, (x,)) == thop_only + (channel + spatial) / 2

@@ -147,3 +147,18 @@ def test_save_one_box(tmp_path):
     assert (tmp_path / "crops" / "a.jpg").is_file()
     rgb = save_one_box([0, 0, 10, 10], im, square=True, save=False)
     assert rgb.shape == (15, 15, 3) and rgb[0, 0, 2] == 255  # clipped at the corner, returned RGB
+
+
+def test_attention_layer_figures(tmp_path):
+    from utils.attention_maps import LayerMaps
+    from utils.attention_plots import save_layer_figures
+
+    im0 = np.full((40, 64, 3), 128, np.uint8)
+    spatial = torch.rand(2, 4, 4)  # (B, H, W) over a 64x64 letterboxed input
+    lm = LayerMaps(7, "SimAM", spatial=spatial, channel=torch.rand(2, 8))
+    files = save_layer_figures(lm, 1, im0, (64, 64), tmp_path / "att", "img")
+    assert [f.name for f in files] == ["img_layer7_SimAM.png", "img_layer7_SimAM_channels.png"]
+    assert all(cv2.imread(str(f)) is not None for f in files)
+    lm = LayerMaps(3, "NAMAttention", channel=torch.rand(8))  # no spatial map; image-independent channels
+    assert [f.name for f in save_layer_figures(lm, 0, im0, (64, 64), tmp_path / "att", "img")] == \
+        ["img_layer3_NAMAttention_channels.png"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -74,20 +77,54 @@ def clip_coords(boxes: Array, shape: tuple) -> None:
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, shape[0])
 
 
+@dataclass(frozen=True)
+class LetterboxGeometry:
+    """Where the original image lies inside a letterboxed image (see :func:`letterbox_geometry`).
+
+    Attributes:
+        gain: original pixels -> letterboxed pixels.
+        pad: ``(padw, padh)``, the float offset of the original image's origin in the letterboxed image, as
+            ``scale_coords`` subtracts it.
+        inner: ``(top, left, h, w)``, the integer rows / columns that the resized image fills, rounded as
+            ``letterbox`` rounds them (its size ``round(h0 · gain)``, at least 1 pixel, centred).
+    """
+
+    gain: float
+    pad: tuple[float, float]
+    inner: tuple[int, int, int, int]
+
+
+def letterbox_geometry(img1_shape: Sequence[int], img0_shape: Sequence[int],
+                       ratio_pad: tuple | None = None) -> LetterboxGeometry:
+    """Gain and padding of an image of ``img0_shape`` (h0, w0[, 3]) letterboxed into ``img1_shape`` (h, w).
+
+    Args:
+        img1_shape: the letterboxed (network input) shape (h, w).
+        img0_shape: the original image's shape (h0, w0, ...).
+        ratio_pad: ``((gain, gain), (padw, padh))`` as the dataset stores it; overrides the computed gain and pad.
+    """
+    h, w = img1_shape[0], img1_shape[1]
+    h0, w0 = img0_shape[0], img0_shape[1]
+    if ratio_pad is None:
+        gain = min(h / h0, w / w0)
+        pad = (w - w0 * gain) / 2, (h - h0 * gain) / 2
+    else:
+        gain, pad = ratio_pad[0][0], ratio_pad[1]
+    uw, uh = max(int(round(w0 * gain)), 1), max(int(round(h0 * gain)), 1)  # resized image inside the padding
+    top, left = int(round((h - uh) / 2 - 0.1)), int(round((w - uw) / 2 - 0.1))  # as letterbox() rounds
+    return LetterboxGeometry(gain, (pad[0], pad[1]), (top, left, uh, uw))
+
+
 def scale_coords(img1_shape: tuple, coords: Array, img0_shape: tuple, ratio_pad: tuple | None = None) -> Array:
     """Map xyxy boxes from a letterboxed image of ``img1_shape`` (h, w) back to the original ``img0_shape``.
 
-    ``ratio_pad = ((gain, gain), (padw, padh))`` as stored by the dataset overrides the computed ones. In place.
+    ``ratio_pad = ((gain, gain), (padw, padh))`` as stored by the dataset overrides the computed ones
+    (:func:`letterbox_geometry`). In place.
     """
-    if ratio_pad is None:
-        gain = min(img1_shape[0] / img0_shape[0], img1_shape[1] / img0_shape[1])
-        pad = (img1_shape[1] - img0_shape[1] * gain) / 2, (img1_shape[0] - img0_shape[0] * gain) / 2
-    else:
-        gain = ratio_pad[0][0]
-        pad = ratio_pad[1]
-    coords[:, [0, 2]] -= pad[0]
-    coords[:, [1, 3]] -= pad[1]
-    coords[:, :4] /= gain
+    g = letterbox_geometry(img1_shape, img0_shape, ratio_pad)
+    coords[:, [0, 2]] -= g.pad[0]
+    coords[:, [1, 3]] -= g.pad[1]
+    coords[:, :4] /= g.gain
     clip_coords(coords, img0_shape)
     return coords
 

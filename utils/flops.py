@@ -4,6 +4,12 @@ thop counts only leaf modules it has a rule for, so an attention module that wor
 (SimAM's mean and sigmoid, CoTAttention's softmax and product) counts as 0. A module reports those operations
 itself through a method ``functional_flops(inputs, output) -> int`` (FLOPs, a multiply-add counting 2); the
 hooks below add them to thop's per-module counter, so totals stay in thop's MAC convention.
+
+Every module that defines ``functional_flops`` is counted, each once per call: the attention layers (the
+``Attention`` base class gives them a default of 0) and any helper submodule of theirs (NAM's channel and
+spatial branches report their own). So a module's ``functional_flops`` counts only the operations in its own
+``forward``, never those of its children. thop adds up a module's counter and its children's, except below a
+module of a type it has a rule for (a leaf to it); no module with ``functional_flops`` sits there.
 """
 
 from __future__ import annotations
@@ -46,6 +52,25 @@ def count_macs(model: nn.Module, inputs: tuple) -> float:
         for h in hooks:
             h.remove()
     return float(macs)
+
+
+def count_functional_flops(model: nn.Module, inputs: tuple) -> int:
+    """FLOPs of the functional operations of one forward of ``model(*inputs)``: the ``functional_flops`` of
+    ``model`` and of every submodule, summed over their calls (what :func:`count_macs` adds to thop's count,
+    in FLOPs). Runs the forward under ``no_grad`` on ``model`` itself and removes its hooks afterwards."""
+    total = [0]
+
+    def add(m: nn.Module, inputs: tuple, output) -> None:
+        total[0] += int(m.functional_flops(inputs, output))
+
+    hooks = [x.register_forward_hook(add) for x in model.modules() if callable(getattr(x, "functional_flops", None))]
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
 
 
 def model_gflops(model: nn.Module, img_size: int | list | tuple = 640) -> float | None:

@@ -9,12 +9,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.attention.base import FallbackBatchNorm2d, batchnorm_flops, numel
-from models.registry import attention, register
+from models.attention.base import Attention, FallbackBatchNorm2d
+from models.attention.flops import batchnorm_flops
 
 
-@register(rule=attention, kind="attention", aliases=("CBAMBlock",))
-class CBAM(nn.Module):
+class CBAM(Attention, aliases=("CBAMBlock",)):
     """CBAM: Convolutional Block Attention Module (Sanghyun Woo, Jongchan Park, Joon-Young Lee, In So Kweon;
     ECCV 2018; arXiv 1807.06521).
 

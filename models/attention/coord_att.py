@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.attention.base import numel
-from models.registry import attention, register
+from models.attention.base import Attention
+from models.attention.flops import numel
 
 
 def h_swish(x: torch.Tensor) -> torch.Tensor:
@@ -17,8 +17,7 @@ def h_swish(x: torch.Tensor) -> torch.Tensor:
     return x * (x + 3).clamp(0.0, 6.0) / 6.0
 
 
-@register(rule=attention, kind="attention", aliases=("CA",))
-class CoordAtt(nn.Module):
+class CoordAtt(Attention, aliases=("CA",)):
     """Coordinate Attention for Efficient Mobile Network Design (Qibin Hou, Daquan Zhou, Jiashi Feng;
     CVPR 2021; arXiv 2103.02907).
 

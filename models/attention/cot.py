@@ -9,13 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.attention.base import numel, softmax_flops
-from models.registry import attention, register
+from models.attention.base import Attention, AttentionMap
+from models.attention.flops import numel, softmax_flops
 from utils.torch_utils import fuse_conv_and_bn
 
 
-@register(rule=attention, kind="attention")
-class CoTAttention(nn.Module):
+class CoTAttention(Attention):
     """Contextual Transformer attention as YOLO forks use it (Li et al., "Contextual Transformer Networks for
     Visual Recognition", TPAMI 2022, arXiv 2107.12292).
 
@@ -76,13 +75,14 @@ class CoTAttention(nn.Module):
         return k1 + k2.view_as(k1)  # (B, C, H, W)
 
     @torch.no_grad()
-    def attention_map(self, inputs: tuple, output: torch.Tensor) -> dict:
+    def attention_map(self, inputs: tuple, output: torch.Tensor) -> AttentionMap:
         """What this block weights, for ``utils.attention_maps``: its softmax over positions, averaged over
-        channels and scaled by H·W (1 = uniform attention), shape (B, H, W)."""
+        channels and scaled by H·W (1 = uniform attention), shape (B, H, W); the channel map is the generic gain."""
         x = inputs[0]
-        att = self._attention(x, self.key_embed(x)).float().mean(1)  # (B, H*W)
+        att = self._attention(x, self.key_embed(x)).float().mean(1)  # (B, C, H*W) -> (B, H*W)
         h, w = x.shape[-2:]
-        return {"spatial": att.view(-1, h, w) * (h * w), "spatial_label": "softmax attention × H·W (1 = uniform)"}
+        return AttentionMap(spatial=att.view(-1, h, w) * (h * w),  # (B, H*W) -> (B, H, W)
+                            spatial_label="softmax attention × H·W (1 = uniform)")
 
     @torch.no_grad()
     def fuse_layers(self) -> None:

@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.attention.base import FallbackBatchNorm2d, batchnorm_flops, numel, softmax_flops
-from models.registry import attention, register
+from models.attention.base import Attention, FallbackBatchNorm2d
+from models.attention.flops import batchnorm_flops, numel, softmax_flops
 
 
 def local_aggregation(v: torch.Tensor, a: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -43,8 +43,7 @@ def local_aggregation(v: torch.Tensor, a: torch.Tensor, kernel_size: int) -> tor
     return out.view(v.shape)  # (B, C, H, W)
 
 
-@register(rule=attention, kind="attention")
-class CotLayer(nn.Module):
+class CotLayer(Attention):
     """The official CoT block (Li et al., "Contextual Transformer Networks for Visual Recognition",
     TPAMI 2022, arXiv 2107.12292).
 

@@ -11,8 +11,8 @@ import math
 import torch
 import torch.nn as nn
 
-from models.attention.base import numel
-from models.registry import attention, register
+from models.attention.base import Attention
+from models.attention.flops import numel
 
 
 def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
@@ -30,8 +30,7 @@ def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
     return t if t % 2 else t + 1
 
 
-@register(rule=attention, kind="attention", aliases=("ECA",))
-class ECAAttention(nn.Module):
+class ECAAttention(Attention, aliases=("ECA",)):
     """ECA-Net: Efficient Channel Attention for Deep CNNs (Qilong Wang, Banggu Wu, Pengfei Zhu, Peihua Li,
     Wangmeng Zuo, Qinghua Hu; CVPR 2020; arXiv 1910.03151).
 

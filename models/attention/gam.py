@@ -10,12 +10,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.attention.base import FallbackBatchNorm2d, batchnorm_flops, numel
-from models.registry import attention, register
+from models.attention.base import Attention, FallbackBatchNorm2d
+from models.attention.flops import batchnorm_flops, numel
 
 
-@register(rule=attention, kind="attention", aliases=("GAM_Attention",))
-class GAMAttention(nn.Module):
+class GAMAttention(Attention, aliases=("GAM_Attention",)):
     """Global Attention Mechanism: Retain Information to Enhance Channel-Spatial Interactions (Yichao Liu,
     Zongru Shao, Nico Hoffmann; arXiv 2112.05561, 2021).
 

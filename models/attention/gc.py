@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.attention.base import numel, softmax_flops
-from models.registry import attention, register
+from models.attention.base import Attention
+from models.attention.flops import numel, softmax_flops
 
 _MIN_PLANES = 8  # smallest bottleneck width: int(C/16) is 0..2 for the small channel counts of n-size models
 _POOLINGS = ("att", "avg")
@@ -32,8 +32,7 @@ def _bottleneck(c1: int, planes: int) -> nn.Sequential:
     return seq
 
 
-@register(rule=attention, kind="attention", aliases=("GlobalContext", "ContextBlock"))
-class GCAttention(nn.Module):
+class GCAttention(Attention, aliases=("GlobalContext", "ContextBlock")):
     """Global context (GC) block (Cao et al., "GCNet: Non-local Networks Meet Squeeze-Excitation Networks
     and Beyond", ICCV Workshops 2019, arXiv 1904.11492).
 

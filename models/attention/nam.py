@@ -3,9 +3,8 @@
 Liu et al., "NAM: Normalization-based Attention Module", NeurIPS 2021 workshop,
 arXiv 2111.12419.
 
-Besides the module this file provides the training-time L1 sparsity penalty of the paper as a gradient
-hook, :func:`add_sparsity_grad`, which the trainer calls between ``backward`` (and AMP unscaling) and the
-optimizer step.
+The paper's L1 sparsity penalty acts on :meth:`NAMAttention.regularized_parameters` through
+``utils.regularizers``; :func:`add_sparsity_grad` is the older name of that gradient step.
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.attention.base import FallbackBatchNorm2d, batchnorm_flops, numel
-from models.registry import attention, register
+from models.attention.base import Attention, AttentionMap, FallbackBatchNorm2d
+from models.attention.flops import batchnorm_flops, numel
+from utils.regularizers import add_l1_grad
 
 
 class Channel_Att(nn.Module):  # noqa: N801 - the name existing checkpoints pickle
@@ -73,12 +73,8 @@ class Channel_Att(nn.Module):  # noqa: N801 - the name existing checkpoints pick
         w = getattr(self, "fused_weight", None)
         return None if w is None else w.detach().float().clone()
 
-    def branch_flops(self, inputs: tuple, output: torch.Tensor) -> int:
-        """FLOPs outside ``bn2``: weighting, sigmoid, product (the folded affine once fused).
-
-        Deliberately not named ``functional_flops``: :meth:`NAMAttention.functional_flops` reports it, so a
-        counter that visits every module with ``functional_flops`` counts it once.
-        """
+    def functional_flops(self, inputs: tuple, output: torch.Tensor) -> int:
+        """FLOPs outside ``bn2`` (which thop counts): weighting, sigmoid, product (the folded affine once fused)."""
         n = numel(inputs[0].shape)
         if getattr(self, "fused_scale", None) is not None:
             return 4 * n  # multiply-add (2), sigmoid, product with x
@@ -118,19 +114,18 @@ class Spatial_Att(nn.Module):  # noqa: N801 - named like its sibling Channel_Att
         return torch.sigmoid(y).to(x.dtype)
 
     def scale_params(self) -> list[nn.Parameter]:
-        """The parameters that produce λ (the conv predicting it); NAMAttention.sparsity_params returns them."""
+        """The parameters that produce λ (the conv predicting it); NAMAttention.regularized_parameters returns them."""
         return [self.scale.weight, self.scale.bias]
 
-    def branch_flops(self, inputs: tuple, output: torch.Tensor) -> int:
-        """FLOPs outside the conv: channel mean, BN, λ weighting, sigmoid, product with x (reported by
-        :meth:`NAMAttention.functional_flops`)."""
+    def functional_flops(self, inputs: tuple, output: torch.Tensor) -> int:
+        """FLOPs outside the λ conv (which thop counts): channel mean, BN (a subclass thop does not count),
+        λ weighting, sigmoid, product with x."""
         b, c, h, w = (int(s) for s in inputs[0].shape)
         p = b * h * w  # positions
         return b * c * h * w * 2 + batchnorm_flops(p) + 8 * p  # mean + ·x; BN; |λ|, mean, ÷, ·x̂, +β, ·w, σ
 
 
-@register(rule=attention, kind="attention")
-class NAMAttention(nn.Module):
+class NAMAttention(Attention):
     """NAM: Normalization-based Attention Module (Liu et al., NeurIPS 2021 workshop, arXiv 2111.12419).
 
     Channel branch (the default, and the only branch in the official code and YOLO forks), with γ the scale
@@ -154,8 +149,11 @@ class NAMAttention(nn.Module):
     1/(H·W) and the gate tends to 0.5 on large maps). The conv starts at weight 0, bias 1, i.e. as a plain
     spatial BN with λ = 1. The L1 sparsity penalty acts on that conv's parameters.
 
-    Sparsity penalty: the paper trains with ``loss + p·Σ|γ| (+ p·Σ|λ|)``; :func:`add_sparsity_grad` adds
-    ``p·sign`` to the gradients of :meth:`sparsity_params`.
+    Sparsity penalty: the paper trains with ``loss + p·Σ|γ| (+ p·Σ|λ|)``; ``utils.regularizers.L1Regularizer``
+    (hyp ``nam_l1``) adds ``p·sign`` to the gradients of :meth:`regularized_parameters`.
+
+    FLOPs: the two branches are child modules that thop does not know; each reports its own
+    ``functional_flops``, so this module's own count is the default 0.
 
     yaml example::
 
@@ -181,24 +179,23 @@ class NAMAttention(nn.Module):
         return out if spatial is None else spatial(out)
 
     @torch.no_grad()
-    def attention_map(self, inputs: tuple, output: torch.Tensor) -> dict:
+    def attention_map(self, inputs: tuple, output: torch.Tensor) -> AttentionMap:
         """What this module weights, for ``utils.attention_maps`` (visualisation).
 
         Returns:
-            ``"channel"``: the learnt channel importance ``|γ|/Σ|γ|`` (C,), summing to 1 (image-independent);
-            with the spatial branch also ``"spatial"``: its gate (B, H, W) for this input. Without it the
-            spatial map is left to the generic gain estimate (the |x|-weighted mean channel gate per position).
+            ``channel``: the learnt channel importance ``|γ|/Σ|γ|`` (C,), summing to 1 (image-independent; None
+            for a module fused by an older version, which kept no copy); with the spatial branch also
+            ``spatial``: its gate (B, H, W) for this input. A None map is left to the generic gain estimate
+            (for the spatial map, the |x|-weighted mean channel gate per position).
         """
-        out: dict = {}
-        w = self.Channel_Att.channel_weights()
-        if w is not None:
-            out.update(channel=w, channel_label="channel weight |γ|/Σ|γ|")
+        am = AttentionMap(channel=self.Channel_Att.channel_weights(), channel_label="channel weight |γ|/Σ|γ|")
         spatial = getattr(self, "Spatial_Att", None)
         if spatial is not None:
-            out.update(spatial=spatial.gate(self.Channel_Att(inputs[0]))[:, 0].float(), spatial_label="spatial gate")
-        return out
+            am.spatial = spatial.gate(self.Channel_Att(inputs[0]))[:, 0].float()  # (B, 1, H, W) -> (B, H, W)
+            am.spatial_label = "spatial gate"
+        return am
 
-    def sparsity_params(self) -> list[nn.Parameter]:
+    def regularized_parameters(self) -> list[nn.Parameter]:
         """Parameters the L1 sparsity penalty acts on: the channel BN γ, plus the λ conv if spatial."""
         params = []
         bn = getattr(self.Channel_Att, "bn2", None)  # gone after fuse_layers()
@@ -217,47 +214,20 @@ class NAMAttention(nn.Module):
         """
         self.Channel_Att.fuse_layers()
 
-    def functional_flops(self, inputs: tuple, output: torch.Tensor) -> int:
-        """FLOPs of the tensor operations outside child nn.Modules.
-
-        The branches are themselves child modules that thop does not know, so this sums their own counts:
-        the channel weighting, sigmoid and product, and for the spatial branch its mean, BN (a subclass thop
-        does not count), λ normalisation, sigmoid and product. The BN of the channel branch and the λ conv
-        are exact ``nn.BatchNorm2d``/``nn.Conv2d`` and counted by thop.
-        """
-        flops = self.Channel_Att.branch_flops(inputs, output)
-        spatial = getattr(self, "Spatial_Att", None)
-        if spatial is not None:
-            flops += spatial.branch_flops(inputs, output)
-        return flops
-
 
 def add_sparsity_grad(model: nn.Module, p: float) -> int:
-    """Add the NAM L1 sparsity penalty's gradient, ``p · sign(θ)``, to every sparsity parameter θ.
+    """Add the NAM L1 sparsity penalty's gradient, ``p · sign(θ)``, to every regularised parameter θ.
 
-    Equivalent to training with ``loss + p · Σ|θ|`` over the parameters returned by each module's
-    ``sparsity_params()`` (the NAM BN scales γ, and the λ predictor of a spatial branch). Call it after
-    ``backward`` and, under AMP, after ``scaler.unscale_(optimizer)``, before the optimizer step.
+    Equivalent to training with ``loss + p · Σ|θ|`` over the parameters each submodule lists in
+    ``regularized_parameters()`` (the NAM BN scales γ, and the λ predictor of a spatial branch); the same step
+    as ``utils.regularizers.add_l1_grad``, kept under this name. Call it after ``backward`` and, under AMP, after
+    ``scaler.unscale_(optimizer)``, before the optimizer step.
 
     Args:
-        model: any module; every submodule with a ``sparsity_params()`` method is visited.
+        model: any module; every submodule with a ``regularized_parameters()`` method is visited.
         p: penalty weight (the official code uses 1e-4); 0 does nothing.
 
     Returns:
         How many parameter tensors had their gradient changed (parameters without ``.grad`` are skipped).
     """
-    if not p:
-        return 0
-    seen: set[int] = set()
-    touched = 0
-    with torch.no_grad():
-        for m in model.modules():
-            if not callable(getattr(m, "sparsity_params", None)):
-                continue
-            for prm in m.sparsity_params():
-                if id(prm) in seen or prm.grad is None:
-                    continue
-                seen.add(id(prm))
-                prm.grad.add_(torch.sign(prm.detach()).to(prm.grad.dtype), alpha=p)
-                touched += 1
-    return touched
+    return add_l1_grad(model, p)

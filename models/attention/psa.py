@@ -13,12 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.attention.base import softmax_flops
-from models.registry import attention, register
+from models.attention.base import Attention
+from models.attention.flops import softmax_flops
 
 
-@register(rule=attention, kind="attention", aliases=("PSA",))
-class PolarizedSelfAttention(nn.Module):
+class PolarizedSelfAttention(Attention, aliases=("PSA",)):
     """Polarized self-attention, parallel layout PSA_p (Liu et al., "Polarized Self-Attention: Towards
     High-quality Pixel-wise Regression", 2021, arXiv 2107.00782).
 

@@ -9,12 +9,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.attention.base import numel
-from models.registry import attention, register
+from models.attention.base import Attention
+from models.attention.flops import numel
 
 
-@register(rule=attention, kind="attention", aliases=("SE",))
-class SEAttention(nn.Module):
+class SEAttention(Attention, aliases=("SE",)):
     """Squeeze-and-Excitation Networks (Jie Hu, Li Shen, Gang Sun; CVPR 2018; arXiv 1709.01507).
 
     With z the global average of each channel ("squeeze") and r the reduction ratio::

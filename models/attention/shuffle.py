@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.attention.base import numel
-from models.registry import attention, register
+from models.attention.base import Attention
+from models.attention.flops import numel
 
 
 def shuffle_groups(c1: int, groups: int) -> int:
@@ -40,8 +40,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.reshape(-1, c, h, w)  # (B, C, H, W)
 
 
-@register(rule=attention, kind="attention")
-class ShuffleAttention(nn.Module):
+class ShuffleAttention(Attention):
     """Shuffle attention (Zhang, Yang, "SA-Net: Shuffle Attention for Deep Convolutional Neural Networks",
     ICASSP 2021, arXiv 2102.00240).
 

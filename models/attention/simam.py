@@ -8,14 +8,12 @@ id.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from models.attention.base import clamp_min1, numel, spatial_count
-from models.registry import attention, register
+from models.attention.base import Attention, clamp_min1, spatial_count
+from models.attention.flops import numel
 
 
-@register(rule=attention, kind="attention", aliases=("simam_module",))
-class SimAM(nn.Module):
+class SimAM(Attention, aliases=("simam_module",)):
     """SimAM: A Simple, Parameter-Free Attention Module for CNNs (Yang et al., ICML 2021; no arXiv id).
 
     Each neuron is weighted by the inverse of its minimal energy, with statistics global per image and

@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from models.attention.base import FallbackBatchNorm2d, batchnorm_flops, numel, softmax_flops
-from models.registry import attention, register
+from models.attention.base import Attention, FallbackBatchNorm2d
+from models.attention.flops import batchnorm_flops, numel, softmax_flops
 
 
 def _branch(c1: int, k: int, groups: int, dilated: bool) -> nn.Sequential:
@@ -29,8 +29,7 @@ def _branch(c1: int, k: int, groups: int, dilated: bool) -> nn.Sequential:
         nn.ReLU(inplace=True))
 
 
-@register(rule=attention, kind="attention")
-class SKAttention(nn.Module):
+class SKAttention(Attention):
     """Selective kernel convolution (Li, Wang, Hu, Yang, "Selective Kernel Networks", CVPR 2019,
     arXiv 1903.06586).
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.attention.base import FallbackBatchNorm2d, batchnorm_flops, numel
-from models.registry import attention, register
+from models.attention.base import Attention, FallbackBatchNorm2d
+from models.attention.flops import batchnorm_flops, numel
 
 
 def zpool(x: torch.Tensor) -> torch.Tensor:
@@ -49,8 +49,7 @@ class AttentionGate(nn.Module):
         return x * torch.sigmoid(self.conv(zpool(x)))  # (B, N, P, Q) · (B, 1, P, Q)
 
 
-@register(rule=attention, kind="attention")
-class TripletAttention(nn.Module):
+class TripletAttention(Attention):
     """Triplet attention (Misra et al., "Rotate to Attend: Convolutional Triplet Attention Module", WACV 2021,
     arXiv 2010.03045).
 
