@@ -5,6 +5,12 @@ Usage:
     $ python train.py --weights yolov5s.pt --cfg models/yolov5s-NAM.yaml --data my.yaml   # transfer past NAM
     $ python train.py --cfg models/yolov5n.yaml --weights '' --epochs 3   # no --data: the embedded demo set
     $ python -m torch.distributed.run --nproc_per_node 2 train.py --device cpu ...             # DDP (gloo)
+
+``train()`` runs in phases that share one :class:`TrainRun`: :func:`setup` (run folder, hyps, callbacks, data,
+model, optimizer, scheduler, EMA, resume state, dataloaders, loss), then per epoch :func:`train_one_epoch`
+(batches: warmup, multi-scale, forward/loss/backward, optimizer step) and :func:`end_epoch` (validation,
+fitness, checkpoints, early stop), and at the end :func:`final_validation`. Every hook of
+``utils.callbacks.HOOKS`` fires at its documented place.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import random
 import sys
 import time
 from copy import deepcopy
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,7 +44,6 @@ if str(ROOT) not in sys.path:
 ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
 import val  # noqa: E402  (for end-of-epoch mAP)
-from models.attention import add_sparsity_grad  # noqa: E402
 from models.experimental import attempt_load, safe_classes  # noqa: E402
 from models.transfer import load_pretrained  # noqa: E402
 from models.yolo import Model  # noqa: E402
@@ -56,6 +63,7 @@ from utils.loggers import Loggers  # noqa: E402
 from utils.loss import ComputeLoss  # noqa: E402
 from utils.metrics import fitness, labels_to_class_weights, labels_to_image_weights  # noqa: E402
 from utils.plots import plot_labels  # noqa: E402
+from utils.regularizers import L1Regularizer  # noqa: E402
 from utils.run_dir import RunLock, check_belongs, new_run_id, resume_target, trim_results_csv  # noqa: E402
 from utils.torch_utils import (EarlyStopping, ModelEMA, build_optimizer, de_parallel, init_seeds,  # noqa: E402
                                release_memory, select_device, torch_distributed_zero_first)
@@ -64,289 +72,491 @@ LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))  # https://pytorch.org/docs/stable
 RANK = int(os.getenv("RANK", -1))
 WORLD_SIZE = int(os.getenv("WORLD_SIZE", 1))
 DEFAULT_WEIGHTS = ROOT / "yolov5s.pt"
+NBS = 64  # nominal batch size: gradients are accumulated to about this many images per optimizer step
 
 
-def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks):
-    """One training run; returns the final validation results (P, R, mAP@.5, mAP@.5:.95, 3 val losses)."""
-    save_dir, epochs, batch_size, weights, single_cls, evolving, data, cfg, resume, noval, nosave, workers, freeze = \
-        Path(opt.save_dir), opt.epochs, opt.batch_size, opt.weights, opt.single_cls, opt.evolve, opt.data, opt.cfg, \
-        opt.resume, opt.noval, opt.nosave, opt.workers, opt.freeze
+@dataclass
+class TrainRun:
+    """The state one training run's phases share (set up by :func:`setup`, advanced by the epoch phases).
 
-    w = save_dir / "weights"
+    Attributes:
+        opt: the run's options; hyp: its hyperparameters (loss gains scaled once the model is known; the same
+            dict is ``model.hyp``); device, callbacks: as passed to :func:`train`.
+        save_dir: the run folder; last, best: its ``weights/last.pt`` and ``weights/best.pt``.
+        epochs, batch_size: total epochs (a resumed checkpoint may change them) and total batch size.
+        plots: draw plots (not when evolving); cuda: training on a GPU.
+        weights, pretrained, ckpt: the initial weights, whether they are a checkpoint, and that checkpoint
+            (dropped once its training state is restored).
+        data_dict: the checked dataset yaml; train_path, val_path: its splits; nc, names: its classes;
+            is_coco: whether it is COCO val2017.
+        model: the model being trained (DP/DDP-wrapped when parallel); imgsz, gs: image size and grid size.
+        amp: autocast dtype, or None for fp32; optimizer, scheduler, lf: the optimizer, LR schedule and its
+            lambda; ema: the EMA model (rank 0 only); scaler: the GradScaler (disabled without AMP).
+        train_loader, dataset, val_loader, nb: the loaders, the training dataset and batches per epoch.
+        compute_loss: the training loss; stopper: early stopping; nw: warmup iterations.
+        start_epoch, epoch: the first and the current epoch; best_fitness; accumulate, last_opt_step: gradient
+            accumulation state; mloss: mean train losses of the epoch; lr: the epoch's learning rates; maps:
+            per-class mAP; results: the last validation results; t0: the training start time.
+    """
+
+    opt: argparse.Namespace
+    hyp: dict
+    device: torch.device
+    callbacks: Callbacks
+    save_dir: Path
+    epochs: int
+    batch_size: int
+    plots: bool
+    cuda: bool
+    last: Path = Path()
+    best: Path = Path()
+    weights: str = ""
+    data_dict: dict = field(default_factory=dict)
+    train_path: Any = None
+    val_path: Any = None
+    nc: int = 0
+    names: list = field(default_factory=list)
+    is_coco: bool = False
+    model: Any = None
+    ckpt: Any = None
+    pretrained: bool = False
+    imgsz: int = 0
+    gs: int = 32
+    amp: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    lf: Callable[[float], float] | None = None
+    ema: ModelEMA | None = None
+    scaler: Any = None
+    train_loader: Any = None
+    dataset: Any = None
+    val_loader: Any = None
+    nb: int = 0
+    compute_loss: ComputeLoss | None = None
+    stopper: EarlyStopping | None = None
+    nw: int = 0
+    start_epoch: int = 0
+    epoch: int = 0
+    best_fitness: float = 0.0
+    accumulate: float = 1
+    last_opt_step: int = -1
+    mloss: torch.Tensor | None = None
+    lr: list = field(default_factory=list)
+    maps: np.ndarray | None = None
+    results: tuple = (0, 0, 0, 0, 0, 0, 0)  # P, R, mAP@.5, mAP@.5:.95, val_loss(box, obj, cls)
+    t0: float = 0.0
+
+
+def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -> tuple:
+    """One training run.
+
+    Args:
+        hyp: hyperparameters, or the path of a hyp yaml.
+        opt: the options of ``parse_opt()`` (with ``save_dir``).
+        device: where to train.
+        callbacks: the hooks to run (see ``utils.callbacks.HOOKS``); ``teardown`` runs however the run ends.
+
+    Returns:
+        The final validation results ``(P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls)``.
+    """
+    try:
+        s = setup(hyp, opt, device, callbacks)
+        callbacks.run("on_train_start")
+        for epoch in range(s.start_epoch, s.epochs):
+            s.epoch = epoch
+            if not train_one_epoch(s, epoch):  # a callback set stop_training
+                return s.results
+            if end_epoch(s, epoch):
+                break
+        final_validation(s)
+        if s.cuda:
+            torch.cuda.empty_cache()
+        return s.results
+    finally:
+        callbacks.run("teardown")
+
+
+# ------------------------------------------------------------------------------------------------------- setup
+def setup(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -> TrainRun:
+    """Everything before the first epoch, in v6.1's order (the order of random-number use fixes the numbers)."""
+    s = TrainRun(opt=opt, hyp={}, device=device, callbacks=callbacks, save_dir=Path(opt.save_dir),
+                 epochs=opt.epochs, batch_size=opt.batch_size, plots=not opt.evolve, cuda=device.type != "cpu",
+                 weights=opt.weights)
+    prepare_run_dir(s, hyp)
+    register_run_callbacks(s)
+    callbacks.run("on_pretrain_routine_start")
+    init_seeds(opt.seed + 1 + RANK)
+    load_data(s)
+    build_model(s)
+    make_optimizer(s)
+    build_dataloaders(s)
+    prepare_model(s)
+    prepare_loop(s)
+    return s
+
+
+def prepare_run_dir(s: TrainRun, hyp: dict | str) -> None:
+    """Make the run folder, load the hyps and write ``hyp.yaml`` / ``opt.yaml`` (before any scaling)."""
+    w = s.save_dir / "weights"
+    evolving = s.opt.evolve
     if RANK in (-1, 0):
         (w.parent if evolving else w).mkdir(parents=True, exist_ok=True)
-    last, best = w / "last.pt", w / "best.pt"
+    s.last, s.best = w / "last.pt", w / "best.pt"
+    s.hyp = load_hyp(hyp)
+    LOGGER.info(colorstr("hyperparameters: ") + ", ".join(f"{k}={v}" for k, v in s.hyp.items()))
+    if not evolving and RANK in (-1, 0) and not s.opt.resume:
+        with open(s.save_dir / "hyp.yaml", "w") as f:
+            yaml.safe_dump(s.hyp, f, sort_keys=False)
+        with open(s.save_dir / "opt.yaml", "w") as f:
+            yaml.safe_dump({k: str(v) if isinstance(v, Path) else v for k, v in vars(s.opt).items()}, f,
+                           sort_keys=False)
 
-    hyp = load_hyp(hyp)
-    LOGGER.info(colorstr("hyperparameters: ") + ", ".join(f"{k}={v}" for k, v in hyp.items()))
-    if not evolving and RANK in (-1, 0) and not resume:
-        with open(save_dir / "hyp.yaml", "w") as f:
-            yaml.safe_dump(hyp, f, sort_keys=False)
-        with open(save_dir / "opt.yaml", "w") as f:
-            yaml.safe_dump({k: str(v) if isinstance(v, Path) else v for k, v in vars(opt).items()}, f, sort_keys=False)
 
+def register_run_callbacks(s: TrainRun) -> None:
+    """Register the run loggers (rank 0) and the parameter regularisers (every rank) on ``s.callbacks``.
+
+    Both are unregistered first, so a second ``train()`` on the same callbacks (``--evolve``, ``train.run`` twice)
+    does not run the previous run's.
+    """
+    callbacks = s.callbacks
     if RANK in (-1, 0):
-        loggers = Loggers(save_dir, weights, opt, hyp, LOGGER)
-        callbacks.unregister("run loggers")  # a previous train() on these callbacks (--evolve, train.run twice)
+        loggers = Loggers(s.save_dir, s.weights, s.opt, s.hyp, LOGGER)
+        callbacks.unregister("run loggers")
         for k in methods(loggers):
             callbacks.register_action(k, name="run loggers", callback=getattr(loggers, k))
+    callbacks.unregister("regularizers")
+    nam_l1 = float(s.hyp.get("nam_l1", 0.0) or 0.0)  # L1 sparsity penalty (off by default)
+    if nam_l1:
+        callbacks.register_action("optimizer_step", name="regularizers", callback=L1Regularizer(nam_l1))
 
-    plots = not evolving
-    cuda = device.type != "cpu"
-    init_seeds(opt.seed + 1 + RANK)
+
+def load_data(s: TrainRun) -> None:
+    """Check the dataset yaml and set its classes.
+
+    Raises:
+        InputError: the dataset's ``names`` do not match its ``nc``.
+    """
     with torch_distributed_zero_first(LOCAL_RANK):
-        data_dict = check_dataset(data)
-    train_path, val_path = split_path(data_dict, "train"), split_path(data_dict, "val")
-    nc = 1 if single_cls else int(data_dict["nc"])
-    names = ["item"] if single_cls and len(data_dict["names"]) != 1 else data_dict["names"]
-    assert len(names) == nc, f"{len(names)} names found for nc={nc} dataset in {data}"
-    is_coco = isinstance(val_path, str) and val_path.endswith(f"coco{os.sep}val2017.txt")
+        s.data_dict = check_dataset(s.opt.data)
+    s.train_path, s.val_path = split_path(s.data_dict, "train"), split_path(s.data_dict, "val")
+    val_path = s.val_path
+    single_cls = s.opt.single_cls
+    s.nc = 1 if single_cls else int(s.data_dict["nc"])
+    s.names = ["item"] if single_cls and len(s.data_dict["names"]) != 1 else s.data_dict["names"]
+    if len(s.names) != s.nc:
+        raise InputError(f"{len(s.names)} names found for nc={s.nc} dataset in {s.opt.data}")
+    s.is_coco = isinstance(val_path, str) and val_path.endswith(f"coco{os.sep}val2017.txt")
 
-    # Model
-    check_suffix(weights, ".pt")
-    pretrained = str(weights).endswith(".pt")
-    ckpt = None
-    if pretrained:
+
+def build_model(s: TrainRun) -> None:
+    """Build (or load and transfer) the model, freeze layers, check the image size, AMP and batch size."""
+    opt = s.opt
+    check_suffix(s.weights, ".pt")
+    s.pretrained = str(s.weights).endswith(".pt")
+    if s.pretrained:
         with torch_distributed_zero_first(LOCAL_RANK):
-            weights = attempt_download(weights)
-        model, ckpt = load_pretrained(weights, cfg, nc, hyp, resume, device)
-        if resume:
-            check_belongs(ckpt, weights, opt)
+            s.weights = attempt_download(s.weights)
+        s.model, s.ckpt = load_pretrained(s.weights, opt.cfg, s.nc, s.hyp, opt.resume, s.device)
+        if opt.resume:
+            check_belongs(s.ckpt, s.weights, opt)
     else:
-        model = Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+        s.model = Model(opt.cfg, ch=3, nc=s.nc, anchors=s.hyp.get("anchors")).to(s.device)
 
-    # Freeze
-    freeze = [f"model.{x}." for x in (freeze if len(freeze) > 1 else range(freeze[0]))]
-    for k, v in model.named_parameters():
+    freeze = [f"model.{x}." for x in (opt.freeze if len(opt.freeze) > 1 else range(opt.freeze[0]))]
+    for k, v in s.model.named_parameters():
         v.requires_grad = True
         if any(x in k for x in freeze):
             LOGGER.info(f"freezing {k}")
             v.requires_grad = False
 
-    # Image size
-    gs = max(int(model.stride.max()), 32)  # grid size (max stride)
-    imgsz = check_img_size(opt.imgsz, gs, floor=gs * 2)
+    s.gs = max(int(s.model.stride.max()), 32)  # grid size (max stride)
+    s.imgsz = check_img_size(opt.imgsz, s.gs, floor=s.gs * 2)
 
     # Mixed precision: fp16 autocast on CUDA by default; fp32 when the model fails the check
-    amp = amp_dtype(getattr(opt, "amp", "auto"), device)
-    if amp is not None and not check_amp(model, device, amp):
-        amp = None
+    s.amp = amp_dtype(getattr(opt, "amp", "auto"), s.device)
+    if s.amp is not None and not check_amp(s.model, s.device, s.amp):
+        s.amp = None
 
-    # Batch size
-    if RANK == -1 and batch_size == -1:
-        batch_size = check_train_batch_size(model, imgsz)
+    if RANK == -1 and s.batch_size == -1:
+        s.batch_size = check_train_batch_size(s.model, s.imgsz)
 
-    # Optimizer
-    nbs = 64  # nominal batch size
-    accumulate = max(round(nbs / batch_size), 1)
-    hyp["weight_decay"] *= batch_size * accumulate / nbs
+
+def make_optimizer(s: TrainRun) -> None:
+    """Optimizer (weight decay scaled to the batch), LR scheduler, EMA, the resumed state, DP / SyncBN."""
+    opt, hyp = s.opt, s.hyp
+    s.accumulate = max(round(NBS / s.batch_size), 1)
+    hyp["weight_decay"] *= s.batch_size * s.accumulate / NBS
     LOGGER.info(f"Scaled weight_decay = {hyp['weight_decay']}")
-    optimizer = build_optimizer(model, opt.optimizer, hyp["lr0"], hyp["momentum"], hyp["weight_decay"])
+    s.optimizer = build_optimizer(s.model, opt.optimizer, hyp["lr0"], hyp["momentum"], hyp["weight_decay"])
 
-    # Scheduler
     if opt.cos_lr:
-        lf = one_cycle(1, hyp["lrf"], epochs)  # cosine 1 -> hyp['lrf']
-    else:
-        lf = lambda x: (1 - x / epochs) * (1.0 - hyp["lrf"]) + hyp["lrf"]  # noqa: E731  linear
-    scheduler = lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
+        s.lf = one_cycle(1, hyp["lrf"], s.epochs)  # cosine 1 -> hyp['lrf']
+    else:  # linear; reads s.epochs when called, so a fine-tuned checkpoint's longer schedule counts (as v6.1)
+        s.lf = lambda x: (1 - x / s.epochs) * (1.0 - hyp["lrf"]) + hyp["lrf"]
+    s.scheduler = lr_scheduler.LambdaLR(s.optimizer, lr_lambda=s.lf)
 
-    ema = ModelEMA(model) if RANK in (-1, 0) else None
+    s.ema = ModelEMA(s.model) if RANK in (-1, 0) else None
 
-    # Resume / fine-tune state
-    start_epoch, best_fitness = 0, 0.0
-    if pretrained:
-        start_epoch, best_fitness, epochs = restore_training_state(ckpt, weights, optimizer, ema, epochs, resume)
-        del ckpt
-    if resume and RANK in (-1, 0):
-        trim_results_csv(save_dir, start_epoch)  # epochs trained again get one row each
+    if s.pretrained:  # resume / fine-tune state
+        s.start_epoch, s.best_fitness, s.epochs = restore_training_state(s.ckpt, s.weights, s.optimizer, s.ema,
+                                                                         s.epochs, opt.resume)
+        s.ckpt = None
+    if opt.resume and RANK in (-1, 0):
+        trim_results_csv(s.save_dir, s.start_epoch)  # epochs trained again get one row each
 
-    # DP mode
-    if cuda and RANK == -1 and torch.cuda.device_count() > 1:
+    if s.cuda and RANK == -1 and torch.cuda.device_count() > 1:
         LOGGER.warning("WARNING: DP not recommended, use torch.distributed.run for best DDP Multi-GPU results.")
-        model = nn.DataParallel(model)
-    if opt.sync_bn and cuda and RANK != -1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
+        s.model = nn.DataParallel(s.model)
+    if opt.sync_bn and s.cuda and RANK != -1:
+        s.model = nn.SyncBatchNorm.convert_sync_batchnorm(s.model).to(s.device)
         LOGGER.info("Using SyncBatchNorm()")
 
-    # Trainloader
-    train_loader, dataset = create_dataloader(
-        train_path, imgsz, batch_size // WORLD_SIZE, gs, single_cls, hyp=hyp, augment=True,
-        cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=LOCAL_RANK, workers=workers,
+
+def build_dataloaders(s: TrainRun) -> None:
+    """Train and val loaders; on rank 0 also the label plots, AutoAnchor and ``on_pretrain_routine_end``.
+
+    Raises:
+        InputError: a training label's class is ``>= nc``.
+    """
+    opt, hyp, nc = s.opt, s.hyp, s.nc
+    s.train_loader, s.dataset = create_dataloader(
+        s.train_path, s.imgsz, s.batch_size // WORLD_SIZE, s.gs, opt.single_cls, hyp=hyp, augment=True,
+        cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=LOCAL_RANK, workers=opt.workers,
         image_weights=opt.image_weights, quad=opt.quad, prefix=colorstr("train: "), shuffle=True, nc=nc)
-    all_labels = np.concatenate(dataset.labels, 0) if len(dataset.labels) else np.zeros((0, 5))
+    labels = s.dataset.labels
+    all_labels = np.concatenate(labels, 0) if len(labels) else np.zeros((0, 5))
     mlc = int(all_labels[:, 0].max()) if len(all_labels) else -1  # max label class
-    nb = len(train_loader)  # batches per epoch
-    assert mlc < nc, f"Label class {mlc} exceeds nc={nc} in {data}. Possible class labels are 0-{nc - 1}"
+    s.nb = len(s.train_loader)  # batches per epoch
+    if mlc >= nc:
+        raise InputError(f"Label class {mlc} exceeds nc={nc} in {opt.data}. Possible class labels are 0-{nc - 1}")
 
     if RANK in (-1, 0):
-        val_loader = create_dataloader(
-            val_path, imgsz, batch_size // WORLD_SIZE * 2, gs, single_cls, hyp=hyp, cache=None if noval else opt.cache,
-            rect=True, rank=-1, workers=workers * 2, pad=0.5, prefix=colorstr("val: "), nc=nc)[0]
-        if not resume:
-            if plots:
-                plot_labels(all_labels, names, save_dir)
+        s.val_loader = create_dataloader(
+            s.val_path, s.imgsz, s.batch_size // WORLD_SIZE * 2, s.gs, opt.single_cls, hyp=hyp,
+            cache=None if opt.noval else opt.cache, rect=True, rank=-1, workers=opt.workers * 2, pad=0.5,
+            prefix=colorstr("val: "), nc=nc)[0]
+        if not opt.resume:
+            if s.plots:
+                plot_labels(all_labels, s.names, s.save_dir)
             if not opt.noautoanchor:
-                check_anchors(dataset, model=model, thr=hyp["anchor_t"], imgsz=imgsz)
-            model.half().float()  # round anchors and weights to FP16 once, as v6.1 does
-        callbacks.run("on_pretrain_routine_end")
+                check_anchors(s.dataset, model=s.model, thr=hyp["anchor_t"], imgsz=s.imgsz)
+            s.model.half().float()  # round anchors and weights to FP16 once, as v6.1 does
+        s.callbacks.run("on_pretrain_routine_end")
 
-    # DDP mode
+
+def prepare_model(s: TrainRun) -> None:
+    """DDP wrap, then the model's attributes and the loss gains scaled to classes, levels and image size.
+
+    ``on_params_update`` receives the scaled hyps (a copy) once they are final.
+    """
     if RANK != -1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[LOCAL_RANK] if cuda else None,
-                                                    output_device=LOCAL_RANK if cuda else None)
-
-    # Model attributes
-    m = de_parallel(model)
+        s.model = nn.parallel.DistributedDataParallel(s.model, device_ids=[LOCAL_RANK] if s.cuda else None,
+                                                      output_device=LOCAL_RANK if s.cuda else None)
+    hyp, nc = s.hyp, s.nc
+    m = de_parallel(s.model)
     nl = m.model[-1].nl
     hyp["box"] *= 3 / nl
     hyp["cls"] *= nc / 80 * 3 / nl
-    hyp["obj"] *= (imgsz / 640) ** 2 * 3 / nl
-    hyp["label_smoothing"] = opt.label_smoothing
-    m.nc, m.hyp, m.names = nc, hyp, names
-    m.class_weights = labels_to_class_weights(dataset.labels, nc).to(device) * nc
-    nam_l1 = float(hyp.get("nam_l1", 0.0) or 0.0)  # NAM sparsity penalty (off by default)
+    hyp["obj"] *= (s.imgsz / 640) ** 2 * 3 / nl
+    hyp["label_smoothing"] = s.opt.label_smoothing
+    m.nc, m.hyp, m.names = nc, hyp, s.names  # model.hyp: v6.1 checkpoints and user code read it
+    m.class_weights = labels_to_class_weights(s.dataset.labels, nc).to(s.device) * nc
+    s.callbacks.run("on_params_update", dict(hyp))
 
-    # Start training
-    t0 = time.time()
-    nw = max(round(hyp["warmup_epochs"] * nb), 1000)  # warmup iterations (v6.1: at least 1000)
-    last_opt_step = -1
-    maps = np.zeros(nc)  # mAP per class
-    results = (0, 0, 0, 0, 0, 0, 0)  # P, R, mAP@.5, mAP@.5:.95, val_loss(box, obj, cls)
-    scheduler.last_epoch = start_epoch - 1
-    scaler = torch.amp.GradScaler(device.type, enabled=amp is not None)
-    stopper = EarlyStopping(patience=opt.patience)
-    compute_loss = ComputeLoss(model)
-    LOGGER.info(f"Image sizes {imgsz} train, {imgsz} val\n"
-                f"Using {train_loader.num_workers * WORLD_SIZE} dataloader workers\n"
-                f"Logging results to {colorstr('bold', save_dir)}\n"
-                f"Starting training for {epochs} epochs...")
-    epoch = start_epoch
-    for epoch in range(start_epoch, epochs):
-        model.train()
-        if opt.image_weights:  # resample images by class weights and last mAPs
-            cw = m.class_weights.cpu().numpy() * (1 - maps) ** 2 / nc
-            iw = labels_to_image_weights(dataset.labels, nc=nc, class_weights=cw)
-            dataset.indices = random.choices(range(dataset.n), weights=iw, k=dataset.n)
-        mloss = torch.zeros(3, device=device)  # mean losses
-        if RANK != -1:
-            train_loader.sampler.set_epoch(epoch)
-        pbar = enumerate(train_loader)
-        LOGGER.info(("\n" + "%10s" * 7) % ("Epoch", "gpu_mem", "box", "obj", "cls", "labels", "img_size"))
-        if RANK in (-1, 0):
-            pbar = tqdm(pbar, total=nb, bar_format="{l_bar}{bar:10}{r_bar}{bar:-10b}")
-        optimizer.zero_grad()
-        for i, (imgs, targets, paths, _) in pbar:
-            ni = i + nb * epoch  # integrated batches since train start
-            imgs = imgs.to(device, non_blocking=True).float() / 255  # uint8 0-255 -> float 0.0-1.0
 
-            if ni <= nw:  # warmup
-                xi = [0, nw]
-                accumulate = max(1, np.interp(ni, xi, [1, nbs / batch_size]).round())
-                for j, x in enumerate(optimizer.param_groups):
-                    # bias lr falls from warmup_bias_lr to lr0, all other lrs rise from 0.0 to lr0
-                    x["lr"] = np.interp(ni, xi, [hyp["warmup_bias_lr"] if j == 2 else 0.0, x["initial_lr"] * lf(epoch)])
-                    if "momentum" in x:
-                        x["momentum"] = np.interp(ni, xi, [hyp["warmup_momentum"], hyp["momentum"]])
+def prepare_loop(s: TrainRun) -> None:
+    """Warmup length, scheduler position, GradScaler, early stopping and the loss, then the start message."""
+    s.t0 = time.time()
+    s.nw = max(round(s.hyp["warmup_epochs"] * s.nb), 1000)  # warmup iterations (v6.1: at least 1000)
+    s.last_opt_step = -1
+    s.maps = np.zeros(s.nc)  # mAP per class
+    s.scheduler.last_epoch = s.start_epoch - 1
+    s.scaler = torch.amp.GradScaler(s.device.type, enabled=s.amp is not None)
+    s.stopper = EarlyStopping(patience=s.opt.patience)
+    s.compute_loss = ComputeLoss(s.model, hyp=s.hyp)
+    s.epoch = s.start_epoch
+    LOGGER.info(f"Image sizes {s.imgsz} train, {s.imgsz} val\n"
+                f"Using {s.train_loader.num_workers * WORLD_SIZE} dataloader workers\n"
+                f"Logging results to {colorstr('bold', s.save_dir)}\n"
+                f"Starting training for {s.epochs} epochs...")
 
-            if opt.multi_scale:
-                sz = random.randrange(int(imgsz * 0.5), int(imgsz * 1.5) + gs) // gs * gs
-                sf = sz / max(imgs.shape[2:])
-                if sf != 1:
-                    ns = [math.ceil(x * sf / gs) * gs for x in imgs.shape[2:]]  # stretched to gs-multiples
-                    imgs = F.interpolate(imgs, size=ns, mode="bilinear", align_corners=False)
 
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                pred = model(imgs)
-                loss, loss_items = compute_loss(pred, targets.to(device))
-                if RANK != -1:
-                    loss *= WORLD_SIZE  # gradients are averaged between devices in DDP mode
-                if opt.quad:
-                    loss *= 4.0
-            scaler.scale(loss).backward()
+# ------------------------------------------------------------------------------------------------- one epoch
+def train_one_epoch(s: TrainRun, epoch: int) -> bool:
+    """Train one epoch (every batch), then step the LR scheduler.
 
-            if ni - last_opt_step >= accumulate:
-                if nam_l1:  # L1 sparsity on NAM scales, on unscaled gradients
-                    scaler.unscale_(optimizer)
-                    add_sparsity_grad(model, nam_l1)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad()
-                if ema:
-                    ema.update(model)
-                last_opt_step = ni
-
-            if RANK in (-1, 0):
-                mloss = (mloss * i + loss_items) / (i + 1)
-                mem = f"{torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0:.3g}G"
-                pbar.set_description(("%10s" * 2 + "%10.4g" * 5) %
-                                     (f"{epoch}/{epochs - 1}", mem, *mloss, targets.shape[0], imgs.shape[-1]))
-                callbacks.run("on_train_batch_end", ni, model, imgs, targets, paths, plots, opt.sync_bn)
-                if callbacks.stop_training:
-                    return results
-
-        lr = [x["lr"] for x in optimizer.param_groups]  # for loggers
-        scheduler.step()
-
-        if RANK in (-1, 0):
-            callbacks.run("on_train_epoch_end", epoch=epoch)
-            ema.update_attr(model, include=["yaml", "nc", "hyp", "names", "stride", "class_weights"])
-            final_epoch = (epoch + 1 == epochs) or stopper.possible_stop
-            if not noval or final_epoch:
-                results, maps, _ = val.run(data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
-                                           model=ema.ema, half=cuda and check_half(ema.ema, device),
-                                           single_cls=single_cls, dataloader=val_loader,
-                                           save_dir=save_dir, plots=False, callbacks=callbacks,
-                                           compute_loss=compute_loss)
-            fi = float(fitness(np.array(results).reshape(1, -1))[0])  # 0.1 mAP@.5 + 0.9 mAP@.5:.95
-            if fi > best_fitness:
-                best_fitness = fi
-            log_vals = list(mloss.tolist()) + list(results) + lr
-            callbacks.run("on_fit_epoch_end", log_vals, epoch, best_fitness, fi)
-
-            if (not nosave) or (final_epoch and not evolving):
-                ckpt = {"epoch": epoch, "best_fitness": best_fitness, "model": deepcopy(de_parallel(model)).half(),
-                        "ema": deepcopy(ema.ema).half(), "updates": ema.updates, "optimizer": optimizer.state_dict(),
-                        "wandb_id": None, "date": datetime.now().isoformat(), "run_id": getattr(opt, "run_id", None)}
-                save_atomic(ckpt, last)  # temporary file then rename: last.pt is always loadable
-                if best_fitness == fi:
-                    save_atomic(ckpt, best)
-                if epoch > 0 and opt.save_period > 0 and epoch % opt.save_period == 0:
-                    save_atomic(ckpt, w / f"epoch{epoch}.pt")
-                del ckpt
-                callbacks.run("on_model_save", last, epoch, final_epoch, best_fitness, fi)
-
-            if RANK == -1 and stopper(epoch=epoch, fitness=fi):
-                break
-        release_memory()  # hand the epoch's freed heap back before the next one
-
+    Returns:
+        False when a callback set ``callbacks.stop_training`` (training ends at once), else True.
+    """
+    model, opt, callbacks = s.model, s.opt, s.callbacks
+    model.train()
+    callbacks.run("on_train_epoch_start", epoch=epoch)
+    if opt.image_weights:  # resample images by class weights and last mAPs
+        m, nc = de_parallel(model), s.nc
+        cw = m.class_weights.cpu().numpy() * (1 - s.maps) ** 2 / nc
+        iw = labels_to_image_weights(s.dataset.labels, nc=nc, class_weights=cw)
+        s.dataset.indices = random.choices(range(s.dataset.n), weights=iw, k=s.dataset.n)
+    mloss = torch.zeros(3, device=s.device)  # mean losses
+    if RANK != -1:
+        s.train_loader.sampler.set_epoch(epoch)
+    pbar = enumerate(s.train_loader)
+    LOGGER.info(("\n" + "%10s" * 7) % ("Epoch", "gpu_mem", "box", "obj", "cls", "labels", "img_size"))
     if RANK in (-1, 0):
-        LOGGER.info(f"\n{epoch - start_epoch + 1} epochs completed in {(time.time() - t0) / 3600:.3f} hours.")
+        pbar = tqdm(pbar, total=s.nb, bar_format="{l_bar}{bar:10}{r_bar}{bar:-10b}")
+    s.optimizer.zero_grad()
+    for i, (imgs, targets, paths, _) in pbar:
+        ni = i + s.nb * epoch  # integrated batches since train start
+        callbacks.run("on_train_batch_start", ni, epoch)
+        imgs = imgs.to(s.device, non_blocking=True).float() / 255  # uint8 0-255 -> float 0.0-1.0
+        if ni <= s.nw:
+            warmup(s, ni, epoch)
+        if opt.multi_scale:
+            imgs = multi_scale(imgs, s.imgsz, s.gs)
+        loss_items = forward_backward(s, imgs, targets)
+        if ni - s.last_opt_step >= s.accumulate:
+            optimizer_step(s)
+            s.last_opt_step = ni
+
+        if RANK in (-1, 0):
+            mloss = (mloss * i + loss_items) / (i + 1)
+            mem = f"{torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0:.3g}G"
+            pbar.set_description(("%10s" * 2 + "%10.4g" * 5) %
+                                 (f"{epoch}/{s.epochs - 1}", mem, *mloss, targets.shape[0], imgs.shape[-1]))
+            callbacks.run("on_train_batch_end", ni, model, imgs, targets, paths, s.plots, opt.sync_bn)
+            if callbacks.stop_training:
+                return False
+    s.mloss = mloss
+    s.lr = [x["lr"] for x in s.optimizer.param_groups]  # for loggers
+    s.scheduler.step()
+    return True
+
+
+def warmup(s: TrainRun, ni: int, epoch: int) -> None:
+    """Warmup batch ``ni``: accumulation rises to the nominal batch; bias lr falls from ``warmup_bias_lr`` to lr0,
+    other lrs rise from 0 to lr0; momentum rises from ``warmup_momentum``."""
+    hyp, xi = s.hyp, [0, s.nw]
+    s.accumulate = max(1, np.interp(ni, xi, [1, NBS / s.batch_size]).round())
+    for j, x in enumerate(s.optimizer.param_groups):
+        x["lr"] = np.interp(ni, xi, [hyp["warmup_bias_lr"] if j == 2 else 0.0, x["initial_lr"] * s.lf(epoch)])
+        if "momentum" in x:
+            x["momentum"] = np.interp(ni, xi, [hyp["warmup_momentum"], hyp["momentum"]])
+
+
+def multi_scale(imgs: torch.Tensor, imgsz: int, gs: int) -> torch.Tensor:
+    """Resize a batch to a random size in [0.5, 1.5] · ``imgsz`` (a multiple of ``gs``)."""
+    sz = random.randrange(int(imgsz * 0.5), int(imgsz * 1.5) + gs) // gs * gs
+    sf = sz / max(imgs.shape[2:])
+    if sf != 1:
+        ns = [math.ceil(x * sf / gs) * gs for x in imgs.shape[2:]]  # stretched to gs-multiples
+        imgs = F.interpolate(imgs, size=ns, mode="bilinear", align_corners=False)
+    return imgs
+
+
+def forward_backward(s: TrainRun, imgs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Forward (under autocast with AMP), loss and the (scaled) backward pass; returns the detached loss items."""
+    amp = s.amp
+    with torch.autocast(s.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        pred = s.model(imgs)
+        loss, loss_items = s.compute_loss(pred, targets.to(s.device))
+        if RANK != -1:
+            loss *= WORLD_SIZE  # gradients are averaged between devices in DDP mode
+        if s.opt.quad:
+            loss *= 4.0
+    s.scaler.scale(loss).backward()
+    return loss_items
+
+
+def optimizer_step(s: TrainRun) -> None:
+    """One optimizer step: unscale, ``optimizer_step`` hooks (regularisers), step, ``on_before_zero_grad``,
+    zero the gradients, update the EMA. Unscaling first means every hook sees true gradients (a no-op without
+    AMP; ``GradScaler.step`` would unscale anyway, so the update is the same)."""
+    s.scaler.unscale_(s.optimizer)
+    s.callbacks.run("optimizer_step", s.model, s.optimizer)
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    s.callbacks.run("on_before_zero_grad", s.model, s.optimizer)
+    s.optimizer.zero_grad()
+    if s.ema:
+        s.ema.update(s.model)
+
+
+# -------------------------------------------------------------------------------------------- end of an epoch
+def end_epoch(s: TrainRun, epoch: int) -> bool:
+    """Rank 0: validate, log, save checkpoints; every rank: release memory.
+
+    Returns:
+        True when early stopping ends training.
+    """
+    if RANK not in (-1, 0):
         release_memory()
-        for f in last, best:
-            if f.exists():
-                strip_optimizer(f, allowed=safe_classes())
-                if f is best:
-                    LOGGER.info(f"\nValidating {f}...")
-                    best_model = attempt_load(f, map_location=device).half()
-                    results, _, _ = val.run(data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
-                                            model=best_model, half=cuda and check_half(best_model, device),
-                                            iou_thres=0.65 if is_coco else 0.60, single_cls=single_cls,
-                                            dataloader=val_loader, save_dir=save_dir, save_json=is_coco,
-                                            verbose=True, plots=plots, callbacks=callbacks,
-                                            compute_loss=compute_loss)
-        callbacks.run("on_train_end", last, best, plots, epoch, results)
-        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
-    if cuda:
-        torch.cuda.empty_cache()
-    return results
+        return False
+    opt = s.opt
+    s.callbacks.run("on_train_epoch_end", epoch=epoch)
+    s.ema.update_attr(s.model, include=["yaml", "nc", "hyp", "names", "stride", "class_weights"])
+    final_epoch = (epoch + 1 == s.epochs) or s.stopper.possible_stop
+    if not opt.noval or final_epoch:
+        s.results, s.maps, _ = validate(s, s.ema.ema, plots=False)
+    fi = float(fitness(np.array(s.results).reshape(1, -1))[0])  # 0.1 mAP@.5 + 0.9 mAP@.5:.95
+    if fi > s.best_fitness:
+        s.best_fitness = fi
+    log_vals = list(s.mloss.tolist()) + list(s.results) + s.lr
+    s.callbacks.run("on_fit_epoch_end", log_vals, epoch, s.best_fitness, fi)
+
+    if (not opt.nosave) or (final_epoch and not opt.evolve):
+        save_checkpoint(s, epoch, fi)
+        s.callbacks.run("on_model_save", s.last, epoch, final_epoch, s.best_fitness, fi)
+
+    if RANK == -1 and s.stopper(epoch=epoch, fitness=fi):
+        return True
+    release_memory()  # hand the epoch's freed heap back before the next one
+    return False
 
 
-def methods(instance) -> list[str]:
+def validate(s: TrainRun, model: nn.Module, **kwargs: Any) -> tuple:
+    """``val.run`` of ``model`` on the run's val loader (fp16 on CUDA when the model passes the half check)."""
+    return val.run(s.data_dict, batch_size=s.batch_size // WORLD_SIZE * 2, imgsz=s.imgsz, model=model,
+                   half=s.cuda and check_half(model, s.device), single_cls=s.opt.single_cls,
+                   dataloader=s.val_loader, save_dir=s.save_dir, callbacks=s.callbacks,
+                   compute_loss=s.compute_loss, **kwargs)
+
+
+def save_checkpoint(s: TrainRun, epoch: int, fi: float) -> None:
+    """Write ``last.pt`` (and ``best.pt``, ``epoch{n}.pt`` when due) atomically, in v6.1's checkpoint format."""
+    ckpt = {"epoch": epoch, "best_fitness": s.best_fitness, "model": deepcopy(de_parallel(s.model)).half(),
+            "ema": deepcopy(s.ema.ema).half(), "updates": s.ema.updates, "optimizer": s.optimizer.state_dict(),
+            "wandb_id": None, "date": datetime.now().isoformat(), "run_id": getattr(s.opt, "run_id", None)}
+    save_atomic(ckpt, s.last)  # temporary file then rename: last.pt is always loadable
+    if s.best_fitness == fi:
+        save_atomic(ckpt, s.best)
+    if epoch > 0 and s.opt.save_period > 0 and epoch % s.opt.save_period == 0:
+        save_atomic(ckpt, s.last.parent / f"epoch{epoch}.pt")
+
+
+def final_validation(s: TrainRun) -> None:
+    """Rank 0: strip the optimizer from last.pt / best.pt, validate best.pt with plots, run ``on_train_end``."""
+    if RANK not in (-1, 0):
+        return
+    LOGGER.info(f"\n{s.epoch - s.start_epoch + 1} epochs completed in {(time.time() - s.t0) / 3600:.3f} hours.")
+    release_memory()
+    for f in s.last, s.best:
+        if f.exists():
+            strip_optimizer(f, allowed=safe_classes())
+            if f is s.best:
+                LOGGER.info(f"\nValidating {f}...")
+                best_model = attempt_load(f, map_location=s.device).half()
+                s.results, _, _ = validate(s, best_model, iou_thres=0.65 if s.is_coco else 0.60,
+                                           save_json=s.is_coco, verbose=True, plots=s.plots)
+    s.callbacks.run("on_train_end", s.last, s.best, s.plots, s.epoch, s.results)
+    LOGGER.info(f"Results saved to {colorstr('bold', s.save_dir)}")
+
+
+def methods(instance: object) -> list[str]:
     """Public callable attribute names of an object (the logger hooks)."""
     return [f for f in dir(instance) if callable(getattr(instance, f)) and not f.startswith("_")]
 
 
 def parse_opt(known: bool = False) -> argparse.Namespace:
+    """The command-line options of train.py (v6.1's flags plus ``--seed`` and ``--amp``)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", type=str, default=None, help=f"initial weights path (default {DEFAULT_WEIGHTS}; '' = from scratch)")
     parser.add_argument("--cfg", type=str, default="", help="model.yaml path")
@@ -429,7 +639,37 @@ def prepare_resume(opt: argparse.Namespace) -> argparse.Namespace:
     return opt
 
 
-def main(opt: argparse.Namespace, callbacks: Callbacks | None = None):
+def setup_ddp(opt: argparse.Namespace, device: torch.device) -> torch.device:
+    """Check the options for DDP, join the process group and share rank 0's run folder; returns this rank's device.
+
+    Raises:
+        InputError: an option DDP cannot train with (``--image-weights``, ``--evolve``, ``--batch-size -1``, a batch
+            size that is not a multiple of the world size), or fewer CUDA devices than ranks.
+    """
+    msg = "is not compatible with YOLOv5 Multi-GPU DDP training"
+    checks = [(not opt.image_weights, f"--image-weights {msg}"),
+              (not opt.evolve, f"--evolve {msg}"),
+              (opt.batch_size != -1, f"AutoBatch with --batch-size -1 {msg}, please pass a valid --batch-size"),
+              (opt.batch_size % WORLD_SIZE == 0,
+               f"--batch-size {opt.batch_size} must be a multiple of WORLD_SIZE ({WORLD_SIZE})")]
+    bad = [m for ok, m in checks if not ok]
+    if bad:
+        raise InputError("; ".join(bad))
+    if device.type != "cpu":
+        if torch.cuda.device_count() <= LOCAL_RANK:
+            raise InputError(f"insufficient CUDA devices for DDP command: LOCAL_RANK {LOCAL_RANK} but "
+                             f"{torch.cuda.device_count()} CUDA devices")
+        torch.cuda.set_device(LOCAL_RANK)
+        device = torch.device("cuda", LOCAL_RANK)
+    dist.init_process_group(backend="nccl" if dist.is_nccl_available() and device.type != "cpu" else "gloo")
+    shared = [opt.save_dir]
+    dist.broadcast_object_list(shared, src=0)  # every rank names rank 0's run folder
+    opt.save_dir = shared[0]
+    return device
+
+
+def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> Any:
+    """Check the options, reserve the run folder (or find the run to resume) and train or evolve in it."""
     callbacks = callbacks or Callbacks()  # a fresh one per call: no run's loggers leak into the next
     if RANK in (-1, 0):
         print_args(FILE.stem, opt)
@@ -456,19 +696,7 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None):
 
     device = select_device(opt.device, batch_size=opt.batch_size)
     if LOCAL_RANK != -1:
-        msg = "is not compatible with YOLOv5 Multi-GPU DDP training"
-        assert not opt.image_weights, f"--image-weights {msg}"
-        assert not opt.evolve, f"--evolve {msg}"
-        assert opt.batch_size != -1, f"AutoBatch with --batch-size -1 {msg}, please pass a valid --batch-size"
-        assert opt.batch_size % WORLD_SIZE == 0, f"--batch-size {opt.batch_size} must be multiple of WORLD_SIZE"
-        if device.type != "cpu":
-            assert torch.cuda.device_count() > LOCAL_RANK, "insufficient CUDA devices for DDP command"
-            torch.cuda.set_device(LOCAL_RANK)
-            device = torch.device("cuda", LOCAL_RANK)
-        dist.init_process_group(backend="nccl" if dist.is_nccl_available() and device.type != "cpu" else "gloo")
-        shared = [opt.save_dir]
-        dist.broadcast_object_list(shared, src=0)  # every rank names rank 0's run folder
-        opt.save_dir = shared[0]
+        device = setup_ddp(opt, device)
 
     with RunLock(opt.save_dir) if RANK in (-1, 0) else contextlib.nullcontext():  # one writer per run folder
         if opt.evolve:
@@ -480,7 +708,7 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None):
     return results
 
 
-def run(**kwargs):
+def run(**kwargs: Any) -> Any:
     """``import train; train.run(data='coco128.yaml', imgsz=320, weights='yolov5m.pt')``"""
     opt = parse_opt(True)
     for k, v in kwargs.items():

@@ -12,7 +12,9 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +64,49 @@ def warn_nc_mismatch(model: DetectMultiBackend, data: dict, single_cls: bool = F
                        f"other classes gets a meaningless mAP")
 
 
+@dataclass
+class Validation:
+    """The settings and running totals of one ``val.run`` (shared by its phases).
+
+    Attributes:
+        model, device, half, training: the model, its device, fp16 inputs, and whether train.py called.
+        dataloader, nc, names, iouv, class_map: the data, classes, IoU thresholds of mAP@.5:.95, COCO ids.
+        conf_thres, iou_thres, single_cls, augment, save_hybrid: NMS and inference settings.
+        save_txt, save_conf, save_json, save_dir, plots: outputs; callbacks, compute_loss: as passed to run.
+        seen, dt, loss, stats, jdict: images seen, seconds (pre-process, inference, NMS), val losses,
+            per-image (correct, conf, cls, target cls) and COCO predictions.
+    """
+
+    model: Any
+    device: torch.device
+    half: bool
+    training: bool
+    dataloader: Any
+    nc: int
+    names: dict
+    iouv: torch.Tensor
+    class_map: list
+    conf_thres: float
+    iou_thres: float
+    single_cls: bool
+    augment: bool
+    save_hybrid: bool
+    save_txt: bool
+    save_conf: bool
+    save_json: bool
+    save_dir: Path
+    plots: bool
+    callbacks: Callbacks
+    compute_loss: Any
+    confusion_matrix: ConfusionMatrix
+    out_name: OutputNames = field(default_factory=OutputNames)  # label files of a.jpg and a.png stay apart
+    seen: int = 0
+    dt: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    loss: torch.Tensor | None = None
+    stats: list = field(default_factory=list)
+    jdict: list = field(default_factory=list)
+
+
 @torch.no_grad()
 def run(data: str | Path | dict = DEFAULT_DATA,
         weights: str | list | None = None,
@@ -85,163 +130,54 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         half: bool = True,
         dnn: bool = False,
         model: torch.nn.Module | None = None,
-        dataloader=None,
+        dataloader: Any = None,
         save_dir: Path = Path(""),
         plots: bool = True,
-        callbacks: Callbacks = Callbacks(),
-        compute_loss=None):
+        callbacks: Callbacks | None = None,
+        compute_loss: Any = None) -> tuple:
     """Validate ``weights`` (or a ``model`` passed by train.py) on the ``task`` split of ``data``.
 
     Returns:
         ``((P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls), maps, times)`` with ``maps`` the per-class
         mAP@.5:.95 (length nc) and ``times`` the (pre-process, inference, NMS) ms per image.
     """
+    callbacks = callbacks if callbacks is not None else Callbacks()
     training = model is not None
     if training:  # called by train.py
         device = next(model.parameters()).device
         half &= device.type != "cpu"  # half precision only on CUDA
         model.half() if half else model.float()
     else:
-        device = select_device(device, batch_size=batch_size)
-        if weights is None:
-            raise InputError("val.py needs --weights (a .pt checkpoint, .torchscript or .onnx export)")
-        model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data)
-        stride, pt, jit, onnx = model.stride, model.pt, model.jit, model.onnx
-        imgsz = check_img_size(imgsz, s=stride)
-        half &= (pt or jit or onnx) and device.type != "cpu"  # half precision only on CUDA
-        if half and pt:
-            half = check_half(model.model, device)  # fp32 when fp16 gives other answers (overflow, missing kernels)
-        if pt or jit:
-            model.model.half() if half else model.model.float()
-        if not model.dynamic:  # shape-specialised export: one square image at a time
-            batch_size = 1
-            LOGGER.info(f"Forcing --batch-size 1 square inference shape(1,3,{imgsz},{imgsz}) for non-PyTorch "
-                        f"backends")
-        data = check_dataset(data)
-        split_path(data, task if task in ("train", "val", "test") else "val")  # a missing split: say so now
-        warn_nc_mismatch(model, data, single_cls)
-        save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)  # once model and data are ok
-        if save_txt:
-            (save_dir / "labels").mkdir(parents=True, exist_ok=True)
+        model, device, half, data, save_dir, batch_size, imgsz = load_model(
+            data, weights, batch_size, imgsz, task, device, single_cls, project, name, exist_ok, half, dnn, save_txt)
     model.eval()
     is_coco = isinstance(data.get("val"), str) and data["val"].endswith(f"coco{os.sep}val2017.txt")
     nc = 1 if single_cls else int(data["nc"])
-    iouv = torch.linspace(0.5, 0.95, 10, device=device)  # IoU thresholds for mAP@.5:.95
-    niou = iouv.numel()
-
     if not training:
-        model.warmup(imgsz=(1 if pt else batch_size, 3, imgsz, imgsz), half=half)
-        rect = model.dynamic and task != "benchmark"  # rectangular batches need a backend that takes any H, W
-        pad = 0.0 if task in ("speed", "benchmark") or not rect else 0.5
-        task = task if task in ("train", "val", "test") else "val"
-        dataloader = create_dataloader(split_path(data, task), imgsz, batch_size, stride, single_cls, pad=pad,
-                                       rect=rect, workers=workers, prefix=colorstr(f"{task}: "))[0]
+        dataloader = standalone_dataloader(model, data, task, imgsz, batch_size, workers, single_cls, half)
 
-    seen = 0
-    out_name = OutputNames()  # label files of a.jpg and a.png stay apart
-    confusion_matrix = ConfusionMatrix(nc=nc)
-    names = dict(enumerate(model.names if hasattr(model, "names") else model.module.names))
-    class_map = coco80_to_coco91_class() if is_coco else list(range(1000))
+    v = Validation(model=model, device=device, half=half, training=training, dataloader=dataloader, nc=nc,
+                   names=dict(enumerate(model.names if hasattr(model, "names") else model.module.names)),
+                   iouv=torch.linspace(0.5, 0.95, 10, device=device),  # IoU thresholds for mAP@.5:.95
+                   class_map=coco80_to_coco91_class() if is_coco else list(range(1000)),
+                   conf_thres=conf_thres, iou_thres=iou_thres, single_cls=single_cls, augment=augment,
+                   save_hybrid=save_hybrid, save_txt=save_txt, save_conf=save_conf, save_json=save_json,
+                   save_dir=save_dir, plots=plots, callbacks=callbacks, compute_loss=compute_loss,
+                   confusion_matrix=ConfusionMatrix(nc=nc), loss=torch.zeros(3, device=device))
+    callbacks.run("on_val_start")
     s = ("%20s" + "%11s" * 6) % ("Class", "Images", "Labels", "P", "R", "mAP@.5", "mAP@.5:.95")
-    dt, p, r, mp, mr, map50, map_ = [0.0, 0.0, 0.0], 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    loss = torch.zeros(3, device=device)
-    jdict, stats, ap, ap_class = [], [], [], []
-    pbar = tqdm(dataloader, desc=s, bar_format="{l_bar}{bar:10}{r_bar}{bar:-10b}")
-    for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
-        t1 = time_sync()
-        im = im.to(device, non_blocking=True)
-        im = (im.half() if half else im.float()) / 255  # uint8 0-255 -> 0.0-1.0
-        targets = targets.to(device)
-        nb, _, height, width = im.shape
-        t2 = time_sync()
-        dt[0] += t2 - t1
+    for batch_i, batch in enumerate(tqdm(dataloader, desc=s, bar_format="{l_bar}{bar:10}{r_bar}{bar:-10b}")):
+        callbacks.run("on_val_batch_start")
+        val_batch(v, batch_i, *batch)
 
-        out, train_out = model(im) if training else model(im, augment=augment, val=True)
-        dt[1] += time_sync() - t2
-        if compute_loss:
-            loss += compute_loss([x.float() for x in train_out], targets)[1]  # box, obj, cls
-
-        targets[:, 2:] *= torch.tensor((width, height, width, height), device=device)  # to pixels
-        lb = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if save_hybrid else []
-        t3 = time_sync()
-        out = non_max_suppression(out, conf_thres, iou_thres, labels=lb, multi_label=True, agnostic=single_cls,
-                                  time_limit=None)  # metrics must not depend on machine load
-        dt[2] += time_sync() - t3
-
-        for si, pred in enumerate(out):
-            labels = targets[targets[:, 0] == si, 1:]
-            nl = len(labels)
-            tcls = labels[:, 0].tolist() if nl else []
-            path, shape = Path(paths[si]), shapes[si][0]
-            seen += 1
-            if len(pred) == 0:
-                if nl:
-                    stats.append((torch.zeros(0, niou, dtype=torch.bool), torch.Tensor(), torch.Tensor(), tcls))
-                continue
-            if single_cls:
-                pred[:, 5] = 0
-            predn = pred.clone()
-            scale_coords(im[si].shape[1:], predn[:, :4], shape, shapes[si][1])  # to original image pixels
-            if nl:
-                tbox = xywh2xyxy(labels[:, 1:5])
-                scale_coords(im[si].shape[1:], tbox, shape, shapes[si][1])
-                labelsn = torch.cat((labels[:, 0:1], tbox), 1)  # (nl, 5) cls, xyxy in original pixels
-                correct = process_batch(predn, labelsn, iouv)
-                if plots:
-                    confusion_matrix.process_batch(predn, labelsn)
-            else:
-                correct = torch.zeros(pred.shape[0], niou, dtype=torch.bool)
-            stats.append((correct.cpu(), pred[:, 4].cpu(), pred[:, 5].cpu(), tcls))
-            if save_txt:
-                save_one_txt(predn, save_conf, shape, file=save_dir / "labels" / (out_name(path) + ".txt"))
-            if save_json:
-                append_predictions(predn, jdict, path, class_map)
-            callbacks.run("on_val_image_end", pred, predn, path, names, im[si])
-
-        if plots and batch_i < 3:
-            plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
-            plot_images(im, output_to_target(out), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
-
-    stats = [np.concatenate(x, 0) for x in zip(*stats)]  # to numpy
-    if len(stats) and stats[0].any():
-        tp, fp, p, r, f1, ap, ap_class = ap_per_class(*stats, plot=plots, save_dir=save_dir, names=names)
-        ap50, ap = ap[:, 0], ap.mean(1)  # AP@0.5, AP@0.5:0.95
-        mp, mr, map50, map_ = p.mean(), r.mean(), ap50.mean(), ap.mean()
-        nt = np.bincount(stats[3].astype(np.int64), minlength=nc)  # labels per class
-    else:
-        nt = np.bincount(stats[3].astype(np.int64), minlength=nc) if len(stats) else np.zeros(1, dtype=int)
-
-    pf = "%20s" + "%11i" * 2 + "%11.3g" * 4
-    LOGGER.info(pf % ("all", seen, nt.sum(), mp, mr, map50, map_))
-    if (verbose or (nc < 50 and not training)) and nc > 1 and len(stats) and len(ap_class):
-        for i, c in enumerate(ap_class):
-            LOGGER.info(pf % (names[c], seen, nt[c], p[i], r[i], ap50[i], ap[i]))
-
-    t = tuple(x / max(seen, 1) * 1e3 for x in dt)  # ms per image
-    if not training:
-        shape = (batch_size, 3, imgsz, imgsz)
-        LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % t)
-
+    metrics = compute_metrics(v)
+    t = report(v, metrics, verbose, batch_size, imgsz)
+    mp, mr, map50, map_, ap, ap_class = metrics[:6]
     if plots:
-        confusion_matrix.plot(save_dir=save_dir, names=list(names.values()))
-        callbacks.run("on_val_end")
-
-    if save_json and len(jdict):
-        w = Path(weights[0] if isinstance(weights, list) else weights).stem if weights is not None else ""
-        pred_json = str(save_dir / f"{w}_predictions.json")
-        LOGGER.info(f"\nEvaluating pycocotools mAP... saving {pred_json}...")
-        with open(pred_json, "w") as f:
-            json.dump(jdict, f)
-        anno_json = Path(data.get("path") or "../coco") / "annotations" / "instances_val2017.json"
-        if not anno_json.is_file():  # no COCO ground truth: build it from the dataset's own labels
-            ds = dataloader.dataset
-            anno_json = save_dir / "ground_truth.json"
-            gt = dataset_to_coco(ds.img_files, ds.labels, ds.shapes, list(names.values()), class_map)
-            anno_json.write_text(json.dumps(gt))
-            LOGGER.info(f"Ground truth for pycocotools written to {anno_json}")
-        res = coco_evaluate(anno_json, pred_json)
-        if res is not None:
-            map_, map50 = res
+        v.confusion_matrix.plot(save_dir=save_dir, names=list(v.names.values()))
+    callbacks.run("on_val_end")
+    if save_json and len(v.jdict):
+        map_, map50 = coco_eval(v, weights, data, map_, map50)
 
     model.float()  # for training
     if not training:
@@ -251,10 +187,180 @@ def run(data: str | Path | dict = DEFAULT_DATA,
     maps = np.zeros(nc) + map_
     for i, c in enumerate(ap_class):
         maps[c] = ap[i]
-    return (mp, mr, map50, map_, *(loss.cpu() / max(len(dataloader), 1)).tolist()), maps, t
+    return (mp, mr, map50, map_, *(v.loss.cpu() / max(len(dataloader), 1)).tolist()), maps, t
+
+
+def load_model(data: str | Path | dict, weights: str | list | None, batch_size: int, imgsz: int, task: str,
+               device: str, single_cls: bool, project: str | Path, name: str, exist_ok: bool, half: bool,
+               dnn: bool, save_txt: bool) -> tuple:
+    """Standalone validation: load the model and the dataset yaml, then make the output folder.
+
+    Returns:
+        ``(model, device, half, data, save_dir, batch_size, imgsz)`` (``batch_size`` 1 for a shape-specialised
+        export; ``imgsz`` a multiple of the stride).
+
+    Raises:
+        InputError: no ``weights``; a bad dataset yaml or a missing split.
+    """
+    device = select_device(device, batch_size=batch_size)
+    if weights is None:
+        raise InputError("val.py needs --weights (a .pt checkpoint, .torchscript or .onnx export)")
+    model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data)
+    stride, pt, jit, onnx = model.stride, model.pt, model.jit, model.onnx
+    imgsz = check_img_size(imgsz, s=stride)
+    half &= (pt or jit or onnx) and device.type != "cpu"  # half precision only on CUDA
+    if half and pt:
+        half = check_half(model.model, device)  # fp32 when fp16 gives other answers (overflow, missing kernels)
+    if pt or jit:
+        model.model.half() if half else model.model.float()
+    if not model.dynamic:  # shape-specialised export: one square image at a time
+        batch_size = 1
+        LOGGER.info(f"Forcing --batch-size 1 square inference shape(1,3,{imgsz},{imgsz}) for non-PyTorch "
+                    f"backends")
+    data = check_dataset(data)
+    split_path(data, task if task in ("train", "val", "test") else "val")  # a missing split: say so now
+    warn_nc_mismatch(model, data, single_cls)
+    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)  # once model and data are ok
+    if save_txt:
+        (save_dir / "labels").mkdir(parents=True, exist_ok=True)
+    return model, device, half, data, save_dir, batch_size, imgsz
+
+
+def standalone_dataloader(model: DetectMultiBackend, data: dict, task: str, imgsz: int, batch_size: int,
+                          workers: int, single_cls: bool, half: bool) -> Any:
+    """Warm the backend up and make the loader of the ``task`` split (rectangular when the backend allows)."""
+    model.warmup(imgsz=(1 if model.pt else batch_size, 3, imgsz, imgsz), half=half)
+    rect = model.dynamic and task != "benchmark"  # rectangular batches need a backend that takes any H, W
+    pad = 0.0 if task in ("speed", "benchmark") or not rect else 0.5
+    task = task if task in ("train", "val", "test") else "val"
+    return create_dataloader(split_path(data, task), imgsz, batch_size, model.stride, single_cls, pad=pad,
+                             rect=rect, workers=workers, prefix=colorstr(f"{task}: "))[0]
+
+
+def val_batch(v: Validation, batch_i: int, im: torch.Tensor, targets: torch.Tensor, paths: list,
+              shapes: list) -> None:
+    """One batch: inference, losses, NMS, per-image statistics and outputs, the first batches' plots."""
+    t1 = time_sync()
+    im = im.to(v.device, non_blocking=True)
+    im = (im.half() if v.half else im.float()) / 255  # uint8 0-255 -> 0.0-1.0
+    targets = targets.to(v.device)
+    nb, _, height, width = im.shape
+    t2 = time_sync()
+    v.dt[0] += t2 - t1
+
+    out, train_out = v.model(im) if v.training else v.model(im, augment=v.augment, val=True)
+    v.dt[1] += time_sync() - t2
+    if v.compute_loss:
+        v.loss += v.compute_loss([x.float() for x in train_out], targets)[1]  # box, obj, cls
+
+    targets[:, 2:] *= torch.tensor((width, height, width, height), device=v.device)  # to pixels
+    lb = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if v.save_hybrid else []
+    t3 = time_sync()
+    out = non_max_suppression(out, v.conf_thres, v.iou_thres, labels=lb, multi_label=True, agnostic=v.single_cls,
+                              time_limit=None)  # metrics must not depend on machine load
+    v.dt[2] += time_sync() - t3
+
+    for si, pred in enumerate(out):
+        val_image(v, pred, targets[targets[:, 0] == si, 1:], im[si], Path(paths[si]), shapes[si])
+
+    if v.plots and batch_i < 3:
+        plot_images(im, targets, paths, v.save_dir / f"val_batch{batch_i}_labels.jpg", v.names)
+        plot_images(im, output_to_target(out), paths, v.save_dir / f"val_batch{batch_i}_pred.jpg", v.names)
+    v.callbacks.run("on_val_batch_end", batch_i, im, targets, paths, shapes, out)
+
+
+def val_image(v: Validation, pred: torch.Tensor, labels: torch.Tensor, im: torch.Tensor, path: Path,
+              shapes: tuple) -> None:
+    """Score one image's detections against its labels (``cls, x, y, w, h`` in input pixels) and save them."""
+    nl, niou = len(labels), v.iouv.numel()
+    tcls = labels[:, 0].tolist() if nl else []
+    shape = shapes[0]
+    v.seen += 1
+    if len(pred) == 0:
+        if nl:
+            v.stats.append((torch.zeros(0, niou, dtype=torch.bool), torch.Tensor(), torch.Tensor(), tcls))
+        return
+    if v.single_cls:
+        pred[:, 5] = 0
+    predn = pred.clone()
+    scale_coords(im.shape[1:], predn[:, :4], shape, shapes[1])  # to original image pixels
+    if nl:
+        tbox = xywh2xyxy(labels[:, 1:5])
+        scale_coords(im.shape[1:], tbox, shape, shapes[1])
+        labelsn = torch.cat((labels[:, 0:1], tbox), 1)  # (nl, 5) cls, xyxy in original pixels
+        correct = process_batch(predn, labelsn, v.iouv)
+        if v.plots:
+            v.confusion_matrix.process_batch(predn, labelsn)
+    else:
+        correct = torch.zeros(pred.shape[0], niou, dtype=torch.bool)
+    v.stats.append((correct.cpu(), pred[:, 4].cpu(), pred[:, 5].cpu(), tcls))
+    if v.save_txt:
+        save_one_txt(predn, v.save_conf, shape, file=v.save_dir / "labels" / (v.out_name(path) + ".txt"))
+    if v.save_json:
+        append_predictions(predn, v.jdict, path, v.class_map)
+    v.callbacks.run("on_val_image_end", pred, predn, path, v.names, im)
+
+
+def compute_metrics(v: Validation) -> tuple:
+    """P, R and AP per class from the collected statistics (PR/F1 curves drawn when plotting).
+
+    Returns:
+        ``(mp, mr, map50, map_, ap, ap_class, p, r, ap50, nt, has_stats)``: means, AP@.5:.95 per class and its
+        classes, per-class P, R, AP@.5, labels per class, and whether any image was scored.
+    """
+    p, r, mp, mr, map50, map_ = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    ap, ap_class, ap50 = [], [], []
+    stats = [np.concatenate(x, 0) for x in zip(*v.stats)]  # to numpy
+    if len(stats) and stats[0].any():
+        tp, fp, p, r, f1, ap, ap_class = ap_per_class(*stats, plot=v.plots, save_dir=v.save_dir, names=v.names)
+        ap50, ap = ap[:, 0], ap.mean(1)  # AP@0.5, AP@0.5:0.95
+        mp, mr, map50, map_ = p.mean(), r.mean(), ap50.mean(), ap.mean()
+        nt = np.bincount(stats[3].astype(np.int64), minlength=v.nc)  # labels per class
+    else:
+        nt = np.bincount(stats[3].astype(np.int64), minlength=v.nc) if len(stats) else np.zeros(1, dtype=int)
+    return mp, mr, map50, map_, ap, ap_class, p, r, ap50, nt, bool(len(stats))
+
+
+def report(v: Validation, metrics: tuple, verbose: bool, batch_size: int, imgsz: int) -> tuple:
+    """Log the summary line, per-class lines and (standalone) the speeds; returns ms per image per phase."""
+    mp, mr, map50, map_, ap, ap_class, p, r, ap50, nt, has_stats = metrics
+    pf = "%20s" + "%11i" * 2 + "%11.3g" * 4
+    LOGGER.info(pf % ("all", v.seen, nt.sum(), mp, mr, map50, map_))
+    if (verbose or (v.nc < 50 and not v.training)) and v.nc > 1 and has_stats and len(ap_class):
+        for i, c in enumerate(ap_class):
+            LOGGER.info(pf % (v.names[c], v.seen, nt[c], p[i], r[i], ap50[i], ap[i]))
+
+    t = tuple(x / max(v.seen, 1) * 1e3 for x in v.dt)  # ms per image
+    if not v.training:
+        shape = (batch_size, 3, imgsz, imgsz)
+        LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % t)
+    return t
+
+
+def coco_eval(v: Validation, weights: str | list | None, data: dict, map_: float, map50: float
+              ) -> tuple[float, float]:
+    """Save the predictions json and score it with pycocotools (ground truth built from the labels when there is
+    no COCO annotation file); returns ``(mAP@.5:.95, mAP@.5)``, unchanged when pycocotools cannot score."""
+    w = Path(weights[0] if isinstance(weights, list) else weights).stem if weights is not None else ""
+    pred_json = str(v.save_dir / f"{w}_predictions.json")
+    LOGGER.info(f"\nEvaluating pycocotools mAP... saving {pred_json}...")
+    with open(pred_json, "w") as f:
+        json.dump(v.jdict, f)
+    anno_json = Path(data.get("path") or "../coco") / "annotations" / "instances_val2017.json"
+    if not anno_json.is_file():  # no COCO ground truth: build it from the dataset's own labels
+        ds = v.dataloader.dataset
+        anno_json = v.save_dir / "ground_truth.json"
+        gt = dataset_to_coco(ds.img_files, ds.labels, ds.shapes, list(v.names.values()), v.class_map)
+        anno_json.write_text(json.dumps(gt))
+        LOGGER.info(f"Ground truth for pycocotools written to {anno_json}")
+    res = coco_evaluate(anno_json, pred_json)
+    if res is not None:
+        map_, map50 = res
+    return map_, map50
 
 
 def parse_opt() -> argparse.Namespace:
+    """The command-line options of val.py (v6.1's flags)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset.yaml path")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt",
@@ -286,7 +392,8 @@ def parse_opt() -> argparse.Namespace:
     return opt
 
 
-def main(opt: argparse.Namespace):
+def main(opt: argparse.Namespace) -> Any:
+    """Run the ``--task``: validate (train/val/test), time (speed) or sweep image sizes (study)."""
     if opt.task in ("train", "val", "test"):
         if opt.conf_thres > 0.001:
             LOGGER.warning(f"WARNING: confidence threshold {opt.conf_thres} >> 0.001 will produce invalid mAP values.")
@@ -306,7 +413,7 @@ def main(opt: argparse.Namespace):
                 r, _, t = run(**vars(opt), plots=False)
                 y.append(r + t)
             np.savetxt(f, y, fmt="%10.4g")
-        LOGGER.info(f"Study results saved to study_*.txt")
+        LOGGER.info("Study results saved to study_*.txt")
     else:
         raise InputError(f"unknown --task {opt.task!r}: use train, val, test, speed or study")
 

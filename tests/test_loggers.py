@@ -83,6 +83,15 @@ def test_training_hooks_write_plots(tmp_path):
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 4
 
 
+def test_teardown_finishes_plots_and_closes_tensorboard_of_a_stopped_run(tmp_path):
+    log = Loggers(tmp_path, include=("csv", "tb"))
+    imgs, targets = torch.rand(2, 3, 64, 64), torch.tensor([[0, 0, 0.5, 0.5, 0.3, 0.3]])
+    log.on_train_batch_end(1, torch.nn.Conv2d(3, 4, 3), imgs, targets, ["x/1.jpg", "x/2.jpg"], True, False)
+    log.teardown()  # no on_train_end: the run was stopped
+    assert (tmp_path / "train_batch1.jpg").exists() and log.tb is None and not log._threads
+    log.teardown()  # twice (or after on_train_end): nothing left to do
+
+
 def test_callbacks_order_args_and_stop():
     cb = Callbacks()
     assert list(cb.get_registered_actions()) == list(HOOKS) and len(HOOKS) == 19
@@ -113,5 +122,5 @@ def test_loggers_methods_cover_train_hooks(tmp_path):
     public = [f for f in dir(log) if callable(getattr(log, f)) and not f.startswith("_")]
     assert set(public) <= set(HOOKS)  # train.py registers every public method as a hook
     for hook in ("on_pretrain_routine_end", "on_train_batch_end", "on_train_epoch_end", "on_val_end",
-                 "on_fit_epoch_end", "on_model_save", "on_train_end"):
+                 "on_fit_epoch_end", "on_model_save", "on_train_end", "teardown"):
         assert hook in HOOKS and callable(getattr(Loggers, hook))

@@ -71,6 +71,21 @@ def test_construction(model):
     assert ComputeLoss(model, autobalance=True).ssi == 1  # the stride-16 level
 
 
+def test_explicit_hyp_wins_and_model_hyp_is_the_fallback(model):
+    model.hyp = {**HYP, "obj": 0.7}
+    explicit = ComputeLoss(model, hyp={**HYP, "obj": 0.3, "label_smoothing": 0.1})
+    assert explicit.hyp["obj"] == 0.3 and (explicit.cp, explicit.cn) == pytest.approx((0.95, 0.05))
+    assert ComputeLoss(model).hyp["obj"] == 0.7  # v6.1: the gains travel on the model
+    assert ComputeLoss(nn.DataParallel(model)).hyp["obj"] == 0.7  # read through a DP wrapper
+    items = explicit(zero_outputs(), torch.zeros(0, 6))[1]
+    assert items[1].item() == pytest.approx(0.3 * (4.0 + 1.0 + 0.4) * math.log(2), rel=1e-6)
+    bare = Model(ROOT / "models" / "yolov5n.yaml", nc=3)  # no .hyp and none given
+    with pytest.raises(ValueError, match="hyp"):
+        ComputeLoss(bare)
+    assert ComputeLoss(bare, hyp=HYP, autobalance=True).ssi == 1
+    model.hyp = dict(HYP)
+
+
 # ----------------------------------------------------------------------------------------------- build_targets
 def test_build_targets_own_and_nearer_neighbours(model):
     cl = loss_for(model)

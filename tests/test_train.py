@@ -16,6 +16,7 @@ import torch
 import yaml
 
 import train
+import utils.regularizers as regularizers
 from models.experimental import attempt_load, safe_classes
 from models.yolo import Model
 from tests.conftest import ROOT
@@ -48,13 +49,17 @@ def test_quickstart_on_demo_data_with_nam_penalty(tmp_path, demo_data, monkeypat
     hyp["nam_l1"] = 1e-4
     (tmp_path / "hyp.yaml").write_text(yaml.safe_dump(hyp))
     penalty = []  # (strength, parameters penalised) of every call the training step makes
-    real = train.add_sparsity_grad
-    monkeypatch.setattr(train, "add_sparsity_grad", lambda m, p: penalty.append((p, real(m, p))) or penalty[-1][1])
+    real = regularizers.add_l1_grad  # what the L1Regularizer callback on "optimizer_step" calls
+    monkeypatch.setattr(regularizers, "add_l1_grad", lambda m, p: penalty.append((p, real(m, p))) or penalty[-1][1])
+    steps = []  # every optimizer step
+    real_step = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: steps.append(1) or real_step(self, *a, **k))
     results = train.run(cfg=str(ROOT / "models/yolov5n-NAM.yaml"), epochs=2, hyp=str(tmp_path / "hyp.yaml"),
                         project=str(tmp_path), name="q", **SMALL)  # no data=: the embedded demo set
     d = tmp_path / "q"
     assert len(results) == 7 and all(torch.isfinite(torch.tensor(results)))
-    assert penalty and all(p == 1e-4 and n == 1 for p, n in penalty)  # applied every step, to yolov5n-NAM's one γ
+    assert penalty and len(penalty) == len(steps)  # applied at every optimizer step
+    assert all(p == 1e-4 and n == 1 for p, n in penalty)  # with its strength, to yolov5n-NAM's one γ
     for f in ("hyp.yaml", "opt.yaml", "results.csv", "results.png", "labels.jpg", "train_batch0.jpg",
               "confusion_matrix.png", "val_batch0_pred.jpg", "weights/last.pt", "weights/best.pt"):
         assert (d / f).exists(), f
@@ -210,3 +215,15 @@ def test_val_standalone_json_txt_and_pycocotools(tmp_path, demo_data, monkeypatc
     assert maps.shape == (5,) and len(t) == 3 and 0 <= map_ <= map50 <= 1
     lines = next((d / "labels").glob("*.txt")).read_text().splitlines()
     assert len(lines[0].split()) == 6  # cls x y w h conf
+
+
+def test_ddp_option_conflicts_are_input_errors():
+    from utils.general import InputError
+
+    opt = train.parse_opt(True)
+    opt.image_weights, opt.batch_size = True, -1
+    with pytest.raises(InputError, match=r"--image-weights is not compatible.*AutoBatch with --batch-size -1"):
+        train.setup_ddp(opt, torch.device("cpu"))
+    opt.image_weights, opt.evolve, opt.batch_size = False, 3, 16
+    with pytest.raises(InputError, match="--evolve is not compatible"):
+        train.setup_ddp(opt, torch.device("cpu"))

@@ -137,7 +137,7 @@ class Loggers:
         """After a checkpoint is written (W&B artifacts only in v6.1; a no-op here)."""
 
     def on_params_update(self, params: dict) -> None:
-        """Evolution parameter update (W&B only in v6.1; a no-op here)."""
+        """The run's hyperparameters after the loss-gain scaling (W&B config only in v6.1; a no-op here)."""
 
     def on_train_end(self, last: Path, best: Path, plots: bool, epoch: int, results: Sequence[float]) -> None:
         """Finish the batch plots, draw ``results.png`` and send the result images to TensorBoard."""
@@ -154,6 +154,16 @@ class Loggers:
                 im = cv2.imread(str(f)) if f.exists() else None
                 if im is not None:
                     self.tb.add_image(f.stem, np.ascontiguousarray(im[..., ::-1]), epoch, dataformats="HWC")
+            self.tb.close()
+            self.tb = None
+
+    def teardown(self) -> None:
+        """The end of a run however it ended (also a stopped or failed one): finish the batch plots and close
+        TensorBoard. Nothing is left to do after ``on_train_end``."""
+        for t in self._threads:
+            t.join()
+        self._threads.clear()
+        if self.tb is not None:
             self.tb.close()
             self.tb = None
 

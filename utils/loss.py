@@ -95,17 +95,25 @@ class ComputeLoss:
     """YOLOv5 v6.1 loss: CIoU box + BCE objectness (IoU targets, per-level balance) + BCE classes.
 
     Args:
-        model: a ``Model`` (optionally DP/DDP wrapped) carrying ``.hyp`` (the scaled hyperparameters: ``box``,
-            ``obj``, ``cls``, ``cls_pw``, ``obj_pw``, ``fl_gamma``, ``anchor_t``, optional ``label_smoothing``);
-            its Detect head is ``de_parallel(model).model[-1]``.
+        model: a ``Model`` (optionally DP/DDP wrapped); its Detect head is ``de_parallel(model).model[-1]``.
         autobalance: adapt the per-level objectness weights during training.
+        hyp: the (scaled) hyperparameters: ``box``, ``obj``, ``cls``, ``cls_pw``, ``obj_pw``, ``fl_gamma``,
+            ``anchor_t``, optional ``label_smoothing``. The loss keeps this dict (not a copy). None reads
+            ``model.hyp`` (of the wrapped model under DP/DDP), as v6.1 did.
+
+    Raises:
+        ValueError: no ``hyp`` given and the model has no ``.hyp``.
     """
 
     sort_obj_iou = False
 
-    def __init__(self, model: nn.Module, autobalance: bool = False):
+    def __init__(self, model: nn.Module, autobalance: bool = False, *, hyp: dict | None = None) -> None:
         device = next(model.parameters()).device
-        h = model.hyp if hasattr(model, "hyp") else de_parallel(model).hyp
+        h = hyp
+        if h is None:  # v6.1: the gains travel on the model
+            h = model.hyp if hasattr(model, "hyp") else getattr(de_parallel(model), "hyp", None)
+        if h is None:
+            raise ValueError("ComputeLoss needs hyperparameters: pass hyp=... or set model.hyp")
 
         BCEcls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([h["cls_pw"]], device=device))
         BCEobj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([h["obj_pw"]], device=device))

@@ -1,0 +1,119 @@
+"""Every hook that utils/callbacks.py declares fires during a tiny training, at its documented place."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+import train
+from tests.conftest import ROOT
+from utils.callbacks import HOOKS, Callbacks
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SMALL = dict(weights="", imgsz=64, batch_size=16, workers=0, device="cpu", noautoanchor=True)
+
+
+def test_every_declared_hook_fires_and_optimizer_step_once_per_step(tiny_data, tmp_path, monkeypatch):
+    calls: Counter = Counter()
+    seen: dict = {}
+    cb = Callbacks()
+    for hook in HOOKS:
+        def count(*args, _hook=hook, **kwargs):
+            calls[_hook] += 1
+            seen.setdefault(_hook, (args, kwargs))
+
+        cb.register_action(hook, name="test counter", callback=count)
+
+    steps = []  # one entry per real optimizer step
+    real_step = torch.optim.SGD.step
+
+    def counted_step(self, *a, **k):
+        steps.append(1)
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", counted_step)
+    opt = train.parse_opt(True)
+    for k, v in dict(SMALL, cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), epochs=1,
+                     project=str(tmp_path), name="hooks").items():
+        setattr(opt, k, v)
+    results = train.main(opt, callbacks=cb)
+    assert len(results) == 7
+
+    missing = [h for h in HOOKS if calls[h] == 0]
+    assert not missing, f"hooks never fired: {missing}"
+    assert steps and calls["optimizer_step"] == len(steps) == calls["on_before_zero_grad"]
+    nb = 2  # 32 tiny images, batch 16
+    assert calls["on_train_batch_start"] == calls["on_train_batch_end"] == nb
+    assert calls["on_train_epoch_start"] == calls["on_train_epoch_end"] == 1
+    for once in ("on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start", "on_params_update",
+                 "on_train_end", "teardown"):
+        assert calls[once] == 1, once
+    assert calls["on_val_start"] == calls["on_val_end"] == 2  # epoch 0 and the final validation of best.pt
+    assert calls["on_val_batch_start"] == calls["on_val_batch_end"] >= 2
+
+    model, optimizer = seen["optimizer_step"][0]
+    assert isinstance(model, torch.nn.Module) and isinstance(optimizer, torch.optim.Optimizer)
+    params = seen["on_params_update"][0][0]
+    assert params["box"] == pytest.approx(0.05) and params["label_smoothing"] == 0.0  # 3 levels: box unscaled
+    assert params["obj"] == pytest.approx(1.0 * (64 / 640) ** 2)  # scaled to the image size
+    assert seen["on_train_epoch_start"] == ((), {"epoch": 0})
+    assert seen["on_train_batch_start"][0] == (0, 0)
+
+
+def test_teardown_runs_when_a_callback_stops_training(tiny_data, tmp_path):
+    cb = Callbacks()
+    fired = []
+
+    def stop(*args, **kwargs):
+        cb.stop_training = True
+
+    cb.register_action("on_train_batch_end", name="stop", callback=stop)
+    cb.register_action("on_train_end", name="t", callback=lambda *a, **k: fired.append("end"))
+    cb.register_action("teardown", name="t", callback=lambda *a, **k: fired.append("teardown"))
+    opt = train.parse_opt(True)
+    for k, v in dict(SMALL, cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), epochs=2,
+                     project=str(tmp_path), name="stop").items():
+        setattr(opt, k, v)
+    assert train.main(opt, callbacks=cb) == (0, 0, 0, 0, 0, 0, 0)  # stopped after the first batch
+    assert fired == ["teardown"]
+
+
+def test_regularizer_registered_once_per_run_and_only_when_set(tmp_path):
+    from utils.regularizers import L1Regularizer
+
+    cb = Callbacks()
+    opt = train.parse_opt(True)
+    opt.evolve = 1  # no TensorBoard writer for this registration-only check
+    s = train.TrainRun(opt=opt, hyp={"nam_l1": 1e-4}, device=torch.device("cpu"), callbacks=cb,
+                       save_dir=tmp_path, epochs=1, batch_size=16, plots=False, cuda=False)
+    for _ in range(2):  # a second train() on the same callbacks (--evolve) does not stack regularisers
+        train.register_run_callbacks(s)
+    regs = [a["callback"] for a in cb.get_registered_actions("optimizer_step") if a["name"] == "regularizers"]
+    assert len(regs) == 1 and isinstance(regs[0], L1Regularizer) and regs[0].strength == 1e-4
+    for off in ({"nam_l1": 0.0}, {"nam_l1": None}, {}):
+        s.hyp = off
+        train.register_run_callbacks(s)
+        assert not [a for a in cb.get_registered_actions("optimizer_step") if a["name"] == "regularizers"]
+
+
+def test_train_imports_no_attention_module():
+    src = (ROOT / "train.py").read_text()
+    assert "models.attention" not in src and "add_sparsity_grad" not in src
+
+
+def test_evolve_runs_train_per_generation_with_the_same_callbacks(tiny_data, tmp_path):
+    calls: Counter = Counter()
+    cb = Callbacks()
+    for hook in ("on_params_update", "teardown", "on_train_end"):
+        cb.register_action(hook, name="test counter", callback=lambda *a, _h=hook, **k: calls.update([_h]))
+    opt = train.parse_opt(True)
+    for k, v in dict(SMALL, cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), epochs=1, evolve=2,
+                     project=str(tmp_path), name="evo").items():
+        setattr(opt, k, v)
+    best = train.main(opt, callbacks=cb)
+    rows = (tmp_path / "evo" / "evolve.csv").read_text().splitlines()
+    assert len(rows) == 3 and "lr0" in best  # header + one row per generation; the best hyps come back
+    assert calls == {"on_params_update": 2, "teardown": 2, "on_train_end": 2}
+    assert len(cb.get_registered_actions("on_fit_epoch_end")) == 1  # one set of run loggers, not one per generation
