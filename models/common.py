@@ -12,6 +12,7 @@ checkpoints pickled by forks as ``models.common.NAMAttention`` and friends still
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -139,18 +140,26 @@ class BottleneckCSP(nn.Module):
 
 @register(rule=conv_repeat)
 class C3(nn.Module):
-    """CSP Bottleneck with 3 convolutions."""
+    """CSP Bottleneck with 3 convolutions; ``attention`` (a registered attention module's name) adds one in each
+    bottleneck or after ``cv3`` (``where``, see ``models/blocks.py``). Without it, v6.1's C3 key for key."""
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5,
+                 attention: str | None = None, where: str = "bottleneck", attention_args: list | tuple = ()):
         super().__init__()
         c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
         self.cv2 = Conv(c1, c_, 1, 1)
         self.cv3 = Conv(2 * c_, c2, 1)
         self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
+        if attention:
+            from models.blocks import add_attention  # models.blocks imports this module
+
+            add_attention(self, attention, where, attention_args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+        y = self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+        att = getattr(self, "att", None)  # only where="output" sets it (v6.1 pickles have no such attribute)
+        return y if att is None else att(y)
 
 
 @register(rule=conv_repeat)
@@ -384,3 +393,4 @@ class Classify(nn.Module):
 
 # Attention modules, re-exported for checkpoints that pickle them as models.common.<name>.
 from models.attention import Channel_Att, CoTAttention, CotLayer, NAMAttention, SimAM, simam_module  # noqa: E402,F401
+importlib.import_module("models.blocks")  # the C3 attention option's blocks and the C3 aliases (C3SE, CBAMC3...)

@@ -15,7 +15,7 @@ and an attention module registers itself by subclassing ``models.attention.base.
 input channels.
 
 A channel rule is a callable ``rule(ctx: LayerContext) -> LayerArgs``. The rules YOLOv5 v6.1 needs
- are defined below: :func:`passthrough`, :func:`conv`, :func:`conv_repeat`,
+ are defined below: :func:`passthrough`, :func:`conv`, :func:`conv_repeat` (C3's attention option),
 :func:`input_channels`, :func:`concat`, :func:`contract`, :func:`expand`, :func:`detect` and
 :func:`attention`.
 """
@@ -23,8 +23,9 @@ A channel rule is a callable ``rule(ctx: LayerContext) -> LayerArgs``. The rules
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import torch.nn as nn
@@ -100,9 +101,52 @@ def conv(ctx: LayerContext) -> LayerArgs:
 
 
 def conv_repeat(ctx: LayerContext) -> LayerArgs:
-    """As :func:`conv`, with the repeat count passed as the third argument (C3, BottleneckCSP, C3TR, C3Ghost)."""
-    la = conv(ctx)
-    return LayerArgs([*la.args[:2], ctx.n, *la.args[2:]], la.c2, 1)
+    """As :func:`conv`, with the repeat count passed as the third argument (C3, BottleneckCSP, C3TR, C3Ghost).
+
+    A trailing mapping is the attention option of C3 and its aliases (:func:`attention_option`)."""
+    args = list(ctx.args)
+    option = args.pop() if args and isinstance(args[-1], dict) else None
+    la = conv(replace(ctx, args=args))
+    return LayerArgs([*la.args[:2], ctx.n, *la.args[2:]], la.c2, 1, attention_option(ctx, option))
+
+
+ATTENTION_PLACES = ("bottleneck", "output", "replace")
+
+
+def attention_option(ctx: LayerContext, option: dict | None) -> dict:
+    """Constructor keywords ``attention``, ``where`` (and ``attention_args``) of a C3 row's trailing mapping
+    ``{attention: Name, where: bottleneck|output|replace, args: [...]}`` (``where`` defaults to ``bottleneck``).
+
+    The name must be a registered attention module. A class with ``fixed_attention = (name, where)`` (the C3 aliases
+    of ``models/blocks.py``) always gets those, and its mapping may hold ``args`` only. ``{}`` when neither applies.
+    """
+    cls = _REGISTRY[ctx.name].cls if ctx.name in _REGISTRY else None
+    fixed = getattr(cls, "fixed_attention", None)
+    if option is None and fixed is None:
+        return {}
+    if cls is None or "attention" not in inspect.signature(cls).parameters:
+        raise ModelConfigError(f"{ctx.name} takes no trailing mapping; the attention option "
+                               "{attention: Name, where: bottleneck|output|replace, args: [...]} is for C3")
+    option, keys = dict(option or {}), ("args",) if fixed else ("attention", "where", "args")
+    if set(option) - set(keys):
+        why = (f"{ctx.name} is C3 with {fixed[0]} at '{fixed[1]}': its mapping takes 'args' only (write C3 with "
+               "{attention: ..., where: ...} for another module or place)" if fixed else f"the keys are {keys}")
+        raise ModelConfigError(f"unknown key(s) {sorted(set(option) - set(keys))} in {option}: {why}")
+    name, where = fixed or (option.get("attention"), option.get("where", "bottleneck"))
+    spec = _REGISTRY.get(name) if isinstance(name, str) else None
+    if spec is None and fixed:
+        raise ModelConfigError(f"{ctx.name} is C3 with the attention module {name}, which is not registered")
+    if spec is None or spec.kind != "attention":
+        what = ("no 'attention:' key" if name is None else f"unknown attention module {name!r}" if spec is None
+                else f"'{name}' is a {spec.kind} module, not an attention module,")
+        hint = closest(str(name), kind="attention") if spec is None and name is not None else []
+        raise ModelConfigError(f"{what} in {ctx.name}'s option; " + (f"did you mean {', '.join(hint)}?" if hint else
+                               f"attention modules: {', '.join(sorted(c.__name__ for c in classes('attention')))}"))
+    if where not in ATTENTION_PLACES:
+        raise ModelConfigError(f"where: {where!r} is not one of {', '.join(ATTENTION_PLACES)}")
+    if not isinstance(option.get("args", []), list):
+        raise ModelConfigError(f"args: {option['args']!r} must be a list (the module's options, no channel count)")
+    return {"attention": name, "where": where, **({"attention_args": option["args"]} if option.get("args") else {})}
 
 
 def input_channels(ctx: LayerContext) -> LayerArgs:
@@ -220,9 +264,9 @@ def resolve(name: str) -> LayerSpec:
         raise KeyError(name) from None
 
 
-def closest(name: str, n: int = 3) -> list[str]:
-    """Registered names closest to ``name`` (for 'did you mean' messages)."""
-    names = list(_REGISTRY)
+def closest(name: str, n: int = 3, kind: str | None = None) -> list[str]:
+    """Registered names (of one ``kind`` if given) closest to ``name`` (for 'did you mean' messages)."""
+    names = [k for k, s in _REGISTRY.items() if kind is None or s.kind == kind]
     found = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
     low = {k.lower(): k for k in names}
     if name.lower() in low and low[name.lower()] not in found:
