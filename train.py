@@ -93,7 +93,8 @@ class TrainRun:
         amp: autocast dtype, or None for fp32; optimizer, scheduler, lf: the optimizer, LR schedule and its
             lambda; ema: the EMA model (rank 0 only); scaler: the GradScaler (disabled without AMP).
         train_loader, dataset, val_loader, nb: the loaders, the training dataset and batches per epoch.
-        compute_loss: the training loss; stopper: early stopping; nw: warmup iterations.
+        compute_loss: the training loss; loss_state: its state from the resumed checkpoint (WIoU's running mean);
+            stopper: early stopping; nw: warmup iterations.
         start_epoch, epoch: the first and the current epoch; best_fitness; accumulate, last_opt_step: gradient
             accumulation state; mloss: mean train losses of the epoch; lr: the epoch's learning rates; maps:
             per-class mAP; results: the last validation results; t0: the training start time.
@@ -133,6 +134,7 @@ class TrainRun:
     val_loader: Any = None
     nb: int = 0
     compute_loss: ComputeLoss | None = None
+    loss_state: dict | None = None
     stopper: EarlyStopping | None = None
     nw: int = 0
     start_epoch: int = 0
@@ -300,6 +302,7 @@ def make_optimizer(s: TrainRun) -> None:
     if s.pretrained:  # resume / fine-tune state
         s.start_epoch, s.best_fitness, s.epochs = restore_training_state(s.ckpt, s.weights, s.optimizer, s.ema,
                                                                          s.epochs, opt.resume)
+        s.loss_state = s.ckpt.get("loss_state") if opt.resume and isinstance(s.ckpt, dict) else None
         s.ckpt = None
     if opt.resume and RANK in (-1, 0):
         trim_results_csv(s.save_dir, s.start_epoch)  # epochs trained again get one row each
@@ -373,7 +376,8 @@ def prepare_loop(s: TrainRun) -> None:
     s.scheduler.last_epoch = s.start_epoch - 1
     s.scaler = torch.amp.GradScaler(s.device.type, enabled=s.amp is not None)
     s.stopper = EarlyStopping(patience=s.opt.patience)
-    s.compute_loss = ComputeLoss(s.model, hyp=s.hyp)
+    s.compute_loss = ComputeLoss(s.model, hyp=s.hyp, nb=s.nb)
+    s.compute_loss.load_state_dict(s.loss_state)  # None (a new run, a v6.1 checkpoint): nothing to restore
     s.epoch = s.start_epoch
     LOGGER.info(f"Image sizes {s.imgsz} train, {s.imgsz} val\n"
                 f"Using {s.train_loader.num_workers * WORLD_SIZE} dataloader workers\n"
@@ -524,7 +528,8 @@ def save_checkpoint(s: TrainRun, epoch: int, fi: float) -> None:
     """Write ``last.pt`` (and ``best.pt``, ``epoch{n}.pt`` when due) atomically, in v6.1's checkpoint format."""
     ckpt = {"epoch": epoch, "best_fitness": s.best_fitness, "model": deepcopy(de_parallel(s.model)).half(),
             "ema": deepcopy(s.ema.ema).half(), "updates": s.ema.updates, "optimizer": s.optimizer.state_dict(),
-            "wandb_id": None, "date": datetime.now().isoformat(), "run_id": getattr(s.opt, "run_id", None)}
+            "wandb_id": None, "date": datetime.now().isoformat(), "run_id": getattr(s.opt, "run_id", None),
+            "loss_state": s.compute_loss.state_dict()}
     save_atomic(ckpt, s.last)  # temporary file then rename: last.pt is always loadable
     if s.best_fitness == fi:
         save_atomic(ckpt, s.best)

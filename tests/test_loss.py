@@ -7,10 +7,13 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+import yaml
 
 from models.yolo import Model
 from tests.conftest import ROOT
-from utils.loss import BCEBlurWithLogitsLoss, ComputeLoss, FocalLoss, QFocalLoss, put_last, smooth_BCE
+from utils.iou import IOU_TYPES, ciou, eiou, giou, iou, siou
+from utils.loss import BCEBlurWithLogitsLoss, BoxLoss, ComputeLoss, FocalLoss, QFocalLoss, put_last, smooth_BCE
+from utils.metrics import bbox_iou
 
 HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "fl_gamma": 0.0, "anchor_t": 4.0,
        "label_smoothing": 0.0}
@@ -235,3 +238,130 @@ def test_put_last_is_a_serial_index_put():
         for k in range(n):  # the last write wins
             ref[idx[0][k], idx[1][k], idx[2][k], idx[3][k]] = v[k]
         assert torch.equal(t, ref)
+
+
+# ---------------------------------------------------------------------------------------------- box loss variants
+def boxes(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 4) xywh predictions and targets in grid units, overlapping or not."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.cat((torch.rand(n, 2, generator=g) * 2 - 0.5, torch.rand(n, 2, generator=g) * 4 + 0.1), 1)
+    t = torch.cat((torch.rand(n, 2, generator=g) * 2 - 0.5, torch.rand(n, 2, generator=g) * 4 + 0.1), 1)
+    return p, t
+
+
+def test_default_box_loss_is_v61_ciou_bit_for_bit(model):
+    """No iou_type, or iou_type CIoU: loss and gradients equal v6.1's ``1 − bbox_iou(pbox.T, tbox, CIoU=True)``."""
+    p, t = boxes()
+    p1, p2 = p.clone().requires_grad_(), p.clone().requires_grad_()
+    v61 = bbox_iou(p1.T, t, x1y1x2y2=False, CIoU=True)
+    loss, score = BoxLoss({})(p2, t)
+    assert torch.equal(loss, 1.0 - v61) and torch.equal(score, v61)
+    (1.0 - v61).mean().backward()
+    loss.mean().backward()
+    assert torch.equal(p1.grad, p2.grad)
+    targets = torch.tensor([target(0, 0, 2.4, 5.2), target(1, 2, 5.6, 3.7, 2, 2.5)])
+    out = [torch.randn(2, 3, IMG // s, IMG // s, 8, generator=torch.Generator().manual_seed(s)) for s in (8, 16, 32)]
+    a, b = loss_for(model)(out, targets), loss_for(model, iou_type="CIoU")(out, targets)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    model.hyp = dict(HYP)
+
+
+def test_objectness_target_of_each_type():
+    """CIoU, GIoU, DIoU, SIoU, EIoU: the variant's own value; AlphaIoU: the CIoU value; WIoU: the plain IoU."""
+    p, t = boxes()
+    want = {"CIoU": ciou, "GIoU": giou, "DIoU": lambda a, b: bbox_iou(a.T, b, x1y1x2y2=False, DIoU=True),
+            "SIoU": siou, "EIoU": eiou, "AlphaIoU": ciou, "WIoU": iou}
+    assert set(want) == set(IOU_TYPES)
+    for name, fn in want.items():
+        assert torch.allclose(BoxLoss({"iou_type": name})(p, t)[1], fn(p, t), atol=1e-6), name
+
+
+def test_focal_eiou_weights_by_iou_power():
+    p, t = boxes()
+    loss = BoxLoss({"iou_type": "EIoU", "iou_gamma": 0.5})(p, t)[0]
+    assert torch.allclose(loss, iou(p, t).clamp(0) ** 0.5 * (1 - eiou(p, t)), atol=1e-6)
+    assert torch.allclose(BoxLoss({"iou_type": "eiou"})(p, t)[0], 1 - eiou(p, t))  # γ = 0: plain EIoU
+
+
+@pytest.mark.parametrize("iou_type", IOU_TYPES)
+def test_every_type_trains(model, iou_type):
+    """Perfect boxes give no box loss; a real forward gives a finite loss and gradients to the first layer."""
+    cl = loss_for(model, iou_type=iou_type)
+    targets = torch.tensor([target(0, 0, 2.4, 5.2), target(1, 2, 5.6, 3.7, 2, 2.5)])
+    assert cl(perfect_outputs(cl, targets), targets)[1][0].item() < 1e-6
+    model.train()
+    model.zero_grad()
+    loss, items = cl(model(torch.rand(2, 3, IMG, IMG)), targets)
+    loss.backward()
+    assert torch.isfinite(loss).all() and (items > 0).all()
+    assert torch.isfinite(model.model[0].conv.weight.grad).all() and model.model[0].conv.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    model.hyp = dict(HYP)
+
+
+def test_unknown_iou_type_is_an_error(model):
+    with pytest.raises(ValueError, match="valid names are GIoU, DIoU, CIoU, SIoU, EIoU, AlphaIoU, WIoU"):
+        loss_for(model, iou_type="FooIoU")
+    model.hyp = dict(HYP)
+
+
+def test_wiou_running_mean_momentum_and_state():
+    p, t = boxes()
+    assert BoxLoss({"iou_type": "WIoU"}, nb=20).momentum == pytest.approx(1 - 0.05 ** (1 / 20))  # 5% after nb
+    assert BoxLoss({"iou_type": "WIoU"}).momentum == 0.01
+    bl = BoxLoss({"iou_type": "WIoU", "wiou_momentum": 0.1}, nb=20)
+    assert bl.momentum == 0.1 and bl.state_dict() == {"iou_type": "WIoU", "wiou_mean": 1.0}
+    l_iou = 1 - iou(p, t)
+    with torch.no_grad():  # validation: no update
+        bl(p, t)
+    bl.step()
+    assert float(bl.mean) == 1.0
+    loss = bl(p[:40], t[:40])[0]  # one batch over two levels: the mean of all its boxes
+    bl(p[40:], t[40:])
+    beta = l_iou[:40] / 1.0  # β with the mean before this batch
+    wiou_r = torch.exp(((p[:40, :2] - t[:40, :2]) ** 2).sum(1) / (  # R = exp(ρ² / (Cw² + Ch²))
+        (torch.max(p[:40, :2] + p[:40, 2:] / 2, t[:40, :2] + t[:40, 2:] / 2) -
+         torch.min(p[:40, :2] - p[:40, 2:] / 2, t[:40, :2] - t[:40, 2:] / 2)) ** 2).sum(1))
+    assert torch.allclose(loss, beta / (3 * 1.9 ** (beta - 3)) * wiou_r * l_iou[:40], rtol=1e-5)
+    bl.step()
+    assert float(bl.mean) == pytest.approx(0.9 * 1.0 + 0.1 * l_iou.mean().item(), rel=1e-6)
+    state = bl.state_dict()
+    fresh = BoxLoss({"iou_type": "WIoU"})
+    fresh.load_state_dict(None)  # a v6.1 checkpoint: nothing to restore
+    fresh.load_state_dict({"iou_type": "WIoU"})
+    assert float(fresh.mean) == 1.0
+    fresh.load_state_dict(state)
+    assert float(fresh.mean) == pytest.approx(state["wiou_mean"])
+    other = BoxLoss({"iou_type": "SIoU"})
+    other.load_state_dict(state)  # another type's state is ignored
+    assert other.state_dict() == {"iou_type": "SIoU"}
+
+
+def test_wiou_mean_is_saved_and_restored_on_resume(tiny_data, tmp_path, monkeypatch):
+    """train.py writes the running mean into last.pt ("loss_state") and --resume gives it back to the loss."""
+    import train
+    from models.experimental import safe_classes
+    from utils.callbacks import Callbacks
+    from utils.checkpoint import load_checkpoint
+
+    hyp = yaml.safe_load((ROOT / "data/hyps/hyp.scratch-low.yaml").read_text())
+    (tmp_path / "hyp.yaml").write_text(yaml.safe_dump({**hyp, "iou_type": "wiou"}))
+    opt = train.parse_opt(True)
+    for k, v in dict(weights="", cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), imgsz=64, batch_size=16,
+                     epochs=2, workers=0, device="cpu", project=str(tmp_path), name="w",
+                     hyp=str(tmp_path / "hyp.yaml")).items():
+        setattr(opt, k, v)
+    cb = Callbacks()  # stop after epoch 0's checkpoint: last.pt stays resumable
+    cb.register_action("on_model_save", "stop", lambda *a: setattr(cb, "stop_training", True))
+    train.main(opt, cb)
+    last = tmp_path / "w" / "weights" / "last.pt"
+    saved = load_checkpoint(last, allowed=safe_classes())
+    assert saved["epoch"] == 0 and saved["loss_state"]["iou_type"] == "WIoU"
+    assert 0 < saved["loss_state"]["wiou_mean"] < 1  # it moved from its initial 1
+    assert yaml.safe_load((tmp_path / "w" / "hyp.yaml").read_text())["iou_type"] == "WIoU"  # canonical name
+
+    restored = []
+    real = BoxLoss.load_state_dict
+    monkeypatch.setattr(BoxLoss, "load_state_dict", lambda self, st: (real(self, st), restored.append(float(self.mean))))
+    train.run(resume=str(last))
+    assert restored == [pytest.approx(saved["loss_state"]["wiou_mean"])]

@@ -61,6 +61,19 @@ def test_bbox_iou_diou_ciou_by_hand():
     assert out[1].item() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_bbox_iou_keeps_v61_signature_and_delegates_to_utils_iou():
+    from utils import iou as family
+    g = torch.Generator().manual_seed(0)
+    b1 = torch.rand(50, 4, generator=g) * 3 + torch.tensor([0.0, 0, 1, 1])  # centre, size
+    b2 = torch.rand(50, 4, generator=g) * 3 + torch.tensor([0.0, 0, 1, 1])
+    for flags, fn in (({}, family.iou), ({"GIoU": True}, family.giou), ({"DIoU": True}, family.diou),
+                      ({"CIoU": True}, family.ciou), ({"CIoU": True, "GIoU": True}, family.ciou)):
+        assert torch.equal(bbox_iou(b1.T, b2, x1y1x2y2=False, **flags), fn(b1, b2)), flags  # (4, n) box1
+        assert torch.equal(bbox_iou(b1[0], b2, False, **flags), fn(b1[0], b2)), flags  # one (4,) box vs n
+    xyxy = torch.cat((b1[:, :2], b1[:, :2] + b1[:, 2:]), 1)
+    assert torch.equal(bbox_iou(xyxy.T, b2, DIoU=True, eps=1e-9), family.diou(xyxy, b2, xywh=False, eps=1e-9))
+
+
 # ----------------------------------------------------------------------------------------------------------- AP
 def test_compute_ap_step_curves():
     # one perfect point: envelope 1 up to recall 1, but the sentinel (recall 1, precision 0) makes the 101st sample 0

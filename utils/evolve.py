@@ -52,8 +52,9 @@ def mutate(hyp: dict, evolve_csv: Path, rng: np.random.Generator) -> dict:
     return hyp
 
 
-def record(results: tuple, hyp: dict, evolve_csv: Path, evolve_yaml: Path) -> None:
-    """Append one generation to evolve.csv and rewrite hyp_evolve.yaml with the best hyps so far."""
+def record(results: tuple, hyp: dict, evolve_csv: Path, evolve_yaml: Path, fixed: dict | None = None) -> None:
+    """Append one generation to evolve.csv and rewrite hyp_evolve.yaml with the best hyps so far (plus the ``fixed``
+    keys that are not evolved, such as ``iou_type``, so the yaml trains the same recipe)."""
     keys = (*METRIC_KEYS, *hyp.keys())
     vals = (*results, *hyp.values())
     if not evolve_csv.exists():
@@ -68,7 +69,7 @@ def record(results: tuple, hyp: dict, evolve_csv: Path, evolve_yaml: Path) -> No
                 f"# Best generation: {i}\n# Last generation: {len(x) - 1}\n"
                 "# " + ", ".join(f"{k.strip():>20s}" for k in METRIC_KEYS) + "\n"
                 "# " + ", ".join(f"{v:>20.5g}" for v in x[i, :7]) + "\n\n")
-        yaml.safe_dump(dict(zip(hyp.keys(), (float(v) for v in x[i, 7:]))), f, sort_keys=False)
+        yaml.safe_dump({**dict(zip(hyp.keys(), (float(v) for v in x[i, 7:]))), **(fixed or {})}, f, sort_keys=False)
     LOGGER.info(f"{colorstr('evolve: ')}generation {len(x) - 1} recorded in {evolve_csv}; best so far {i}")
 
 
@@ -76,6 +77,7 @@ def evolve(opt: argparse.Namespace, device, callbacks, train_fn: Callable) -> di
     """Run ``opt.evolve`` generations of ``train_fn(hyp, opt, device, callbacks)``; returns the best hyps."""
     hyp = load_hyp(opt.hyp)
     hyp.setdefault("anchors", 3)
+    fixed = {k: v for k, v in hyp.items() if k not in META}  # kept as given in every generation (iou_type, nam_l1...)
     hyp = {k: v for k, v in hyp.items() if k in META}
     opt.noval, opt.nosave = True, True
     save_dir = Path(opt.save_dir)
@@ -84,8 +86,8 @@ def evolve(opt: argparse.Namespace, device, callbacks, train_fn: Callable) -> di
     rng = np.random.default_rng(int(time.time()))
     for _ in range(opt.evolve):
         child = mutate(hyp, evolve_csv, rng)
-        results = train_fn(deepcopy(child), opt, device, callbacks)
-        record(tuple(results), child, evolve_csv, evolve_yaml)
+        results = train_fn({**deepcopy(child), **deepcopy(fixed)}, opt, device, callbacks)
+        record(tuple(results), child, evolve_csv, evolve_yaml, fixed)
     LOGGER.info(f"Hyperparameter evolution finished {opt.evolve} generations\n"
                 f"Results saved to {colorstr('bold', save_dir)}\n"
                 f"Usage example: $ python train.py --hyp {evolve_yaml}")

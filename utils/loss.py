@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from utils.metrics import bbox_iou
+from utils.general import LOGGER
+from utils.iou import (alpha_iou, canonical_iou_type, ciou, diou, eiou, giou, iou as plain_iou, siou, wiou_v1_loss,
+                       wiou_v3_gain)
 from utils.torch_utils import de_parallel
 
 
@@ -91,23 +93,99 @@ class QFocalLoss(FocalLoss):
         return _reduce(loss * alpha_factor * torch.abs(true - p) ** self.gamma, self.reduction)
 
 
+class BoxLoss:
+    """Box regression loss chosen by hyp ``iou_type`` (default CIoU), and the objectness target it gives.
+
+    ``loss, score = box_loss(pbox, tbox)`` for (n, 4) xywh predictions and targets: per-box losses (n,) and the
+    per-box value ComputeLoss turns into the objectness target (``score.detach().clamp(0)``):
+
+    - ``CIoU``: loss 1 − CIoU, target CIoU (exactly YOLOv5 v6.1);
+    - ``GIoU``, ``DIoU``, ``SIoU``, ``EIoU``: loss 1 − value, target that same variant's value;
+      ``EIoU`` with hyp ``iou_gamma`` = γ > 0 is Focal-EIoU: loss IoU^γ · (1 − EIoU), the weight IoU^γ detached
+      (through it the gradient would lower the IoU of poor boxes);
+    - ``AlphaIoU``: loss 1 − α-CIoU with α = hyp ``iou_alpha`` (default 3); target the plain CIoU value (α = 1):
+      IoU^α is a reweighting of the loss, not a quality, and as a target would squash every confidence (0.5³);
+    - ``WIoU`` (Wise-IoU v3): loss r · R · (1 − IoU) (see ``utils.iou``), target the plain IoU, since the loss is
+      not an IoU. r uses β = (1 − IoU)* / mean, ``mean`` a running mean of (1 − IoU) over the matched boxes,
+      initialised to 1 and updated once per batch by :meth:`step` as mean ← (1 − m)·mean + m·batch mean, only
+      while gradients are enabled (training; validation runs under no_grad and leaves it alone). m = hyp
+      ``wiou_momentum``, else 1 − 0.05^(1/nb) with ``nb`` the batches per epoch (after one epoch the initial value
+      weighs 5%), else 0.01. hyp ``wiou_alpha`` (1.9) and ``wiou_delta`` (3) are α and δ of r.
+
+    The running mean is the loss's only state: :meth:`state_dict` / :meth:`load_state_dict` (saved in checkpoints).
+
+    Raises:
+        ValueError: an unknown ``iou_type`` (the message lists the valid names).
+    """
+
+    def __init__(self, hyp: dict, nb: int | None = None) -> None:
+        self.iou_type = canonical_iou_type(hyp.get("iou_type", "CIoU"))
+        self.alpha, self.gamma = float(hyp.get("iou_alpha", 3.0)), float(hyp.get("iou_gamma", 0.0))
+        self.wiou_alpha, self.wiou_delta = float(hyp.get("wiou_alpha", 1.9)), float(hyp.get("wiou_delta", 3.0))
+        m = hyp.get("wiou_momentum")
+        self.momentum = float(m) if m is not None else 1 - 0.05 ** (1 / nb) if nb else 0.01
+        self.mean = torch.tensor(1.0)  # running mean of 1 - IoU (WIoU)
+        self._sum, self._n = None, 0  # this batch's sum and count of 1 - IoU (WIoU)
+
+    def __call__(self, pbox: torch.Tensor, tbox: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.iou_type
+        if t == "WIoU":
+            loss, iou = wiou_v1_loss(pbox, tbox)
+            l_iou = (1 - iou).detach()
+            self.mean = self.mean.to(l_iou.device)
+            if torch.is_grad_enabled():
+                self._sum, self._n = l_iou.sum() + (0 if self._sum is None else self._sum), self._n + len(l_iou)
+            return wiou_v3_gain(l_iou, self.mean, self.wiou_alpha, self.wiou_delta) * loss, iou
+        if t == "AlphaIoU":
+            return 1.0 - alpha_iou(pbox, tbox, alpha=self.alpha), ciou(pbox, tbox)
+        value = {"CIoU": ciou, "GIoU": giou, "DIoU": diou, "SIoU": siou, "EIoU": eiou}[t](pbox, tbox)
+        if t == "EIoU" and self.gamma > 0:
+            w = plain_iou(pbox, tbox).detach().clamp(0) ** self.gamma
+            return w * (1.0 - value), value
+        return 1.0 - value, value
+
+    def step(self) -> None:
+        """End of a batch: move the WIoU running mean toward this batch's mean of 1 − IoU."""
+        if self._n:
+            self.mean = (1 - self.momentum) * self.mean + self.momentum * self._sum.float() / self._n
+        self._sum, self._n = None, 0
+
+    def state_dict(self) -> dict:
+        """``{"iou_type": ..., "wiou_mean": float}`` (the mean only for WIoU); plain Python values."""
+        return {"iou_type": self.iou_type, **({"wiou_mean": float(self.mean)} if self.iou_type == "WIoU" else {})}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Restore :meth:`state_dict`; a missing state (a v6.1 checkpoint) or one of another iou_type is ignored."""
+        if not isinstance(state, dict) or "wiou_mean" not in state:
+            return
+        if state.get("iou_type") != self.iou_type:
+            LOGGER.warning(f"WARNING: the checkpoint's loss state is for iou_type {state.get('iou_type')}, not "
+                           f"{self.iou_type}; it is not restored")
+            return
+        self.mean = torch.tensor(float(state["wiou_mean"]), device=self.mean.device)
+
+
 class ComputeLoss:
-    """YOLOv5 v6.1 loss: CIoU box + BCE objectness (IoU targets, per-level balance) + BCE classes.
+    """YOLOv5 v6.1 loss: IoU-family box loss (CIoU by default) + BCE objectness (IoU targets, per-level balance)
+    + BCE classes.
 
     Args:
         model: a ``Model`` (optionally DP/DDP wrapped); its Detect head is ``de_parallel(model).model[-1]``.
         autobalance: adapt the per-level objectness weights during training.
         hyp: the (scaled) hyperparameters: ``box``, ``obj``, ``cls``, ``cls_pw``, ``obj_pw``, ``fl_gamma``,
-            ``anchor_t``, optional ``label_smoothing``. The loss keeps this dict (not a copy). None reads
-            ``model.hyp`` (of the wrapped model under DP/DDP), as v6.1 did.
+            ``anchor_t``, optional ``label_smoothing`` and the box loss's ``iou_type`` (see :class:`BoxLoss`, which
+            also says which value becomes the objectness target). The loss keeps this dict (not a copy). None
+            reads ``model.hyp`` (of the wrapped model under DP/DDP), as v6.1 did.
+        nb: batches per epoch (sets the WIoU running-mean momentum when the hyps do not).
 
     Raises:
-        ValueError: no ``hyp`` given and the model has no ``.hyp``.
+        ValueError: no ``hyp`` given and the model has no ``.hyp``; an unknown ``iou_type``.
     """
 
     sort_obj_iou = False
 
-    def __init__(self, model: nn.Module, autobalance: bool = False, *, hyp: dict | None = None) -> None:
+    def __init__(self, model: nn.Module, autobalance: bool = False, *, hyp: dict | None = None,
+                 nb: int | None = None) -> None:
         device = next(model.parameters()).device
         h = hyp
         if h is None:  # v6.1: the gains travel on the model
@@ -117,6 +195,7 @@ class ComputeLoss:
 
         BCEcls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([h["cls_pw"]], device=device))
         BCEobj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([h["obj_pw"]], device=device))
+        self.box_loss = BoxLoss(h, nb)
         self.cp, self.cn = smooth_BCE(eps=h.get("label_smoothing", 0.0))
         g = h.get("fl_gamma", 0.0)
         if g > 0:
@@ -151,8 +230,8 @@ class ComputeLoss:
                 pxy = ps[:, :2].sigmoid() * 2 - 0.5
                 pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors[i]
                 pbox = torch.cat((pxy, pwh), 1)
-                iou = bbox_iou(pbox.T, tbox[i], x1y1x2y2=False, CIoU=True)
-                lbox += (1.0 - iou).mean()
+                box_loss, iou = self.box_loss(pbox, tbox[i])  # CIoU: 1 − CIoU and CIoU, as v6.1
+                lbox += box_loss.mean()
 
                 score_iou = iou.detach().clamp(0).type(tobj.dtype)
                 if self.sort_obj_iou:  # duplicates: the highest IoU is written last and wins
@@ -172,11 +251,20 @@ class ComputeLoss:
 
         if self.autobalance:
             self.balance = [x / self.balance[self.ssi] for x in self.balance]
+        self.box_loss.step()
         lbox *= self.hyp["box"]
         lobj *= self.hyp["obj"]
         lcls *= self.hyp["cls"]
         bs = p[0].shape[0]
         return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+
+    def state_dict(self) -> dict:
+        """The loss's training state (the box loss's, see :meth:`BoxLoss.state_dict`), for checkpoints."""
+        return self.box_loss.state_dict()
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Restore :meth:`state_dict`; None or a state without values (v6.1 checkpoints) changes nothing."""
+        self.box_loss.load_state_dict(state)
 
     def build_targets(self, p: list[torch.Tensor], targets: torch.Tensor
                       ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[tuple], list[torch.Tensor]]:

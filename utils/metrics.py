@@ -5,7 +5,6 @@ The curve and confusion-matrix figures are drawn by :mod:`utils.metric_plots`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +14,7 @@ import torch
 from utils.coco import coco80_to_coco91_class  # noqa: F401  (v6.1 users import it from utils.metrics / general)
 from utils.boxes import bbox_ioa  # noqa: F401  (box geometry; v6.1 users import it from here)
 from utils.general import LOGGER
+from utils.iou import ciou, diou, giou, iou
 from utils.metric_plots import plot_confusion_matrix, plot_mc_curve, plot_pr_curve
 
 __all__ = ["fitness", "box_iou", "bbox_iou", "bbox_ioa", "wh_iou", "compute_ap", "ap_per_class", "process_batch",
@@ -28,6 +28,9 @@ def fitness(x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------------- IoU
+_IOU = {"IoU": iou, "GIoU": giou, "DIoU": diou, "CIoU": ciou}  # the IoU family itself lives in utils/iou.py
+
+
 def box_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
     """Pairwise IoU of xyxy boxes.
 
@@ -52,45 +55,17 @@ def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, x1y1x2y2: bool = True, GIoU
 
     Args:
         box1: (4,) one box or (4, n) boxes given **transposed** (as the loss passes ``pbox.T``).
-        box2: (n, 4) boxes (transposed inside).
+        box2: (n, 4) boxes.
         x1y1x2y2: boxes are corners; False means centre x, centre y, width, height.
         GIoU, DIoU, CIoU: return that variant instead of plain IoU (CIoU wins over DIoU wins over GIoU).
         eps: guards the divisions (added to heights and to the union, enclosing area and diagonal).
 
     Returns:
-        (n,) tensor of the requested overlap measure.
+        (n,) tensor of the requested overlap measure, computed by :mod:`utils.iou` (whose formulas these are;
+        SIoU, EIoU, alpha-IoU and WIoU are there too).
     """
-    box2 = box2.T
-    if x1y1x2y2:
-        b1_x1, b1_y1, b1_x2, b1_y2 = box1[0], box1[1], box1[2], box1[3]
-        b2_x1, b2_y1, b2_x2, b2_y2 = box2[0], box2[1], box2[2], box2[3]
-    else:  # xywh -> corners
-        b1_x1, b1_x2 = box1[0] - box1[2] / 2, box1[0] + box1[2] / 2
-        b1_y1, b1_y2 = box1[1] - box1[3] / 2, box1[1] + box1[3] / 2
-        b2_x1, b2_x2 = box2[0] - box2[2] / 2, box2[0] + box2[2] / 2
-        b2_y1, b2_y2 = box2[1] - box2[3] / 2, box2[1] + box2[3] / 2
-
-    inter = (torch.min(b1_x2, b2_x2) - torch.max(b1_x1, b2_x1)).clamp(0) * \
-            (torch.min(b1_y2, b2_y2) - torch.max(b1_y1, b2_y1)).clamp(0)
-    w1, h1 = b1_x2 - b1_x1, b1_y2 - b1_y1 + eps
-    w2, h2 = b2_x2 - b2_x1, b2_y2 - b2_y1 + eps
-    union = w1 * h1 + w2 * h2 - inter + eps
-    iou = inter / union
-    if not (CIoU or DIoU or GIoU):
-        return iou
-    cw = torch.max(b1_x2, b2_x2) - torch.min(b1_x1, b2_x1)  # enclosing box width
-    ch = torch.max(b1_y2, b2_y2) - torch.min(b1_y1, b2_y1)  # enclosing box height
-    if CIoU or DIoU:
-        c2 = cw ** 2 + ch ** 2 + eps  # squared enclosing diagonal
-        rho2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2) ** 2 + (b2_y1 + b2_y2 - b1_y1 - b1_y2) ** 2) / 4  # centre dist²
-        if DIoU and not CIoU:
-            return iou - rho2 / c2
-        v = (4 / math.pi ** 2) * torch.pow(torch.atan(w2 / h2) - torch.atan(w1 / h1), 2)
-        with torch.no_grad():
-            alpha = v / (v - iou + (1 + eps))
-        return iou - (rho2 / c2 + v * alpha)
-    c_area = cw * ch + eps  # GIoU
-    return iou - (c_area - union) / c_area
+    kind = "CIoU" if CIoU else "DIoU" if DIoU else "GIoU" if GIoU else "IoU"
+    return _IOU[kind](box1.T if box1.ndim == 2 else box1, box2, xywh=not x1y1x2y2, eps=eps)
 
 
 def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
