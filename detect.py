@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
-from models.attention_vis import AttentionVisualizer  # noqa: E402
+from models.attention_vis import CAM_METHODS, AttentionVisualizer  # noqa: E402
 from models.backends import DetectMultiBackend, names_from_data  # noqa: E402
 from models.experimental import safe_classes  # noqa: E402
 from utils.boxes import scale_coords, xyxy2xywh  # noqa: E402
@@ -46,7 +46,7 @@ from utils.general import (LOGGER, InputError, OutputNames, check_img_size, colo
                            increment_path, print_args, run_cli)
 from utils.inference_loaders import LoadImages, LoadStreams, check_imshow, is_url  # noqa: E402
 from utils.labels import IMG_FORMATS, VID_FORMATS  # noqa: E402
-from utils.nms import non_max_suppression  # noqa: E402
+from utils.nms import NMS_METHODS, non_max_suppression  # noqa: E402
 from utils.plots import Annotator, colors, save_one_box  # noqa: E402
 from utils.torch_utils import select_device, time_sync  # noqa: E402
 
@@ -90,8 +90,9 @@ def check_weights(weights: str | Path | Sequence[str | Path]) -> None:
                                     f".onnx), e.g. runs/train/exp/weights/best.pt; detect.py downloads nothing")
 
 
-def check_options(imgsz: int | Sequence[int], conf_thres: float, iou_thres: float, max_det: int) -> list[int]:
-    """Check the numeric flags and return ``imgsz`` as ``[h, w]``.
+def check_options(imgsz: int | Sequence[int], conf_thres: float, iou_thres: float, max_det: int,
+                  nms: str = "nms", soft_sigma: float = 0.5) -> list[int]:
+    """Check the numeric flags and the NMS method, and return ``imgsz`` as ``[h, w]``.
 
     Raises:
         InputError: naming the flag, what it takes and what it got.
@@ -104,6 +105,10 @@ def check_options(imgsz: int | Sequence[int], conf_thres: float, iou_thres: floa
             raise InputError(f"{flag} must lie in [0, 1], got {v}")
     if max_det < 1:
         raise InputError(f"--max-det must be at least 1, got {max_det}")
+    if nms not in NMS_METHODS:
+        raise InputError(f"--nms must be one of {', '.join(NMS_METHODS)}, got {nms!r}")
+    if nms == "soft-gaussian" and not soft_sigma > 0:
+        raise InputError(f"--soft-sigma must be positive, got {soft_sigma}")
     return size
 
 
@@ -374,7 +379,9 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         dnn: bool = False,
         attention_maps: bool = False,
         cam_layer: int | None = None,
-        cam_method: str = "eigen") -> Path:
+        cam_method: str = "eigen",
+        nms: str = "nms",
+        soft_sigma: float = 0.5) -> Path:
     """Detect objects in ``source`` with ``weights`` and save the results under ``project/name`` (incremented).
 
     Args:
@@ -397,8 +404,7 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         augment: test-time augmentation (PyTorch weights).
         visualize: save feature maps of every layer to ``<save_dir>/<stem>/``.
         update: strip the optimizer (and EMA) from the weights file(s) at the end.
-        project: parent of the results folder.
-        name: results folder name (``exp``, ``exp2``...).
+        project, name: parent of the results folder, and its name (``exp``, ``exp2``...).
         exist_ok: reuse ``project/name`` instead of incrementing.
         line_thickness: box line width in pixels.
         hide_labels: draw boxes without labels.
@@ -408,7 +414,8 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         attention_maps: save a heatmap (and channel bar chart) per attention layer per image to
             ``<save_dir>/attention/`` (``.pt`` weights only; other backends warn and go on).
         cam_layer: yaml index of a layer whose class activation map is saved there too.
-        cam_method: ``eigen`` (EigenCAM) or ``grad`` (Grad-CAM of the top prediction).
+        cam_method: ``eigen`` (EigenCAM), ``grad`` or ``gradpp`` (Grad-CAM / Grad-CAM++ of the top prediction).
+        nms, soft_sigma: ``nms`` (v6.1 hard NMS), ``diou``, ``soft-linear`` or ``soft-gaussian``; σ of the latter.
 
     Returns:
         The results folder.
@@ -420,7 +427,7 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
     source = str(source)
     webcam, save_img = check_source(source)
     check_weights(weights)
-    imgsz = check_options(imgsz, conf_thres, iou_thres, max_det)
+    imgsz = check_options(imgsz, conf_thres, iou_thres, max_det, nms, soft_sigma)
     model, device, names, imgsz, half = load_model(weights, device, dnn, data, half, imgsz)
     if view_img or webcam:  # v6.1 shows streams whenever the environment can
         view_img = check_imshow(warn=view_img)
@@ -432,10 +439,10 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
     results = Results(save_dir, names, bs, save_img and not nosave, save_txt, save_conf, save_crop, view_img,
                       line_thickness, hide_labels, hide_conf, viz)
     model.warmup(imgsz=(1 if model.pt else bs, 3, *imgsz), half=half)
-    nms = partial(non_max_suppression, conf_thres=conf_thres, iou_thres=iou_thres, classes=classes,
-                  agnostic=agnostic_nms, max_det=max_det)
+    suppress = partial(non_max_suppression, conf_thres=conf_thres, iou_thres=iou_thres, classes=classes,
+                       agnostic=agnostic_nms, max_det=max_det, method=nms, sigma=soft_sigma)
     try:
-        dt, seen = detect_all(model, dataset, results, device, half, webcam, augment, visualize, nms)
+        dt, seen = detect_all(model, dataset, results, device, half, webcam, augment, visualize, suppress)
     finally:  # a run that stops mid-video still leaves playable files
         results.close()
         dataset.close() if isinstance(dataset, LoadStreams) else dataset.release()
@@ -476,7 +483,10 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
     parser.add_argument("--attention-maps", action="store_true", help="save attention heatmaps to <exp>/attention")
     parser.add_argument("--cam-layer", type=int, default=None, help="save a CAM of this layer index to <exp>/attention")
-    parser.add_argument("--cam-method", default="eigen", choices=["eigen", "grad"], help="CAM: EigenCAM or Grad-CAM")
+    parser.add_argument("--cam-method", default="eigen", choices=list(CAM_METHODS),
+                        help="CAM: EigenCAM, Grad-CAM or Grad-CAM++")
+    parser.add_argument("--nms", default="nms", choices=NMS_METHODS, help="suppression: hard NMS, DIoU-NMS, Soft-NMS")
+    parser.add_argument("--soft-sigma", type=float, default=0.5, help="sigma of --nms soft-gaussian")
     opt = parser.parse_args()
     opt.imgsz *= 2 if len(opt.imgsz) == 1 else 1  # expand
     print_args(FILE.stem, opt)

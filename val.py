@@ -36,7 +36,7 @@ from utils.datasets import create_dataloader  # noqa: E402
 from utils.general import (LOGGER, InputError, OutputNames, check_img_size, check_yaml, colorstr,  # noqa: E402
                            increment_path, print_args, run_cli)
 from utils.metrics import ConfusionMatrix, ap_per_class, process_batch  # noqa: E402
-from utils.nms import non_max_suppression  # noqa: E402
+from utils.nms import NMS_METHODS, check_nms_method, non_max_suppression  # noqa: E402
 from utils.plots import output_to_target, plot_images  # noqa: E402
 from utils.torch_utils import select_device, time_sync  # noqa: E402
 
@@ -72,6 +72,7 @@ class Validation:
         model, device, half, training: the model, its device, fp16 inputs, and whether train.py called.
         dataloader, nc, names, iouv, class_map: the data, classes, IoU thresholds of mAP@.5:.95, COCO ids.
         conf_thres, iou_thres, single_cls, augment, save_hybrid: NMS and inference settings.
+        nms, soft_sigma: the suppression method of ``utils.nms.non_max_suppression`` and its Gaussian σ.
         save_txt, save_conf, save_json, save_dir, plots: outputs; callbacks, compute_loss: as passed to run.
         seen, dt, loss, stats, jdict: images seen, seconds (pre-process, inference, NMS), val losses,
             per-image (correct, conf, cls, target cls) and COCO predictions.
@@ -105,6 +106,8 @@ class Validation:
     loss: torch.Tensor | None = None
     stats: list = field(default_factory=list)
     jdict: list = field(default_factory=list)
+    nms: str = "nms"
+    soft_sigma: float = 0.5
 
 
 @torch.no_grad()
@@ -134,14 +137,20 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         save_dir: Path = Path(""),
         plots: bool = True,
         callbacks: Callbacks | None = None,
-        compute_loss: Any = None) -> tuple:
+        compute_loss: Any = None,
+        nms: str = "nms",
+        soft_sigma: float = 0.5) -> tuple:
     """Validate ``weights`` (or a ``model`` passed by train.py) on the ``task`` split of ``data``.
+
+    ``nms`` picks the suppression (``nms``: v6.1's hard NMS; ``diou``, ``soft-linear``, ``soft-gaussian``: see
+    ``utils.nms_variants``) and ``soft_sigma`` is the σ of ``soft-gaussian``.
 
     Returns:
         ``((P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls), maps, times)`` with ``maps`` the per-class
         mAP@.5:.95 (length nc) and ``times`` the (pre-process, inference, NMS) ms per image.
     """
     callbacks = callbacks if callbacks is not None else Callbacks()
+    check_nms_method(nms, soft_sigma)  # before anything is loaded or made
     training = model is not None
     if training:  # called by train.py
         device = next(model.parameters()).device
@@ -163,7 +172,8 @@ def run(data: str | Path | dict = DEFAULT_DATA,
                    conf_thres=conf_thres, iou_thres=iou_thres, single_cls=single_cls, augment=augment,
                    save_hybrid=save_hybrid, save_txt=save_txt, save_conf=save_conf, save_json=save_json,
                    save_dir=save_dir, plots=plots, callbacks=callbacks, compute_loss=compute_loss,
-                   confusion_matrix=ConfusionMatrix(nc=nc), loss=torch.zeros(3, device=device))
+                   confusion_matrix=ConfusionMatrix(nc=nc), loss=torch.zeros(3, device=device), nms=nms,
+                   soft_sigma=soft_sigma)
     callbacks.run("on_val_start")
     s = ("%20s" + "%11s" * 6) % ("Class", "Images", "Labels", "P", "R", "mAP@.5", "mAP@.5:.95")
     for batch_i, batch in enumerate(tqdm(dataloader, desc=s, bar_format="{l_bar}{bar:10}{r_bar}{bar:-10b}")):
@@ -173,9 +183,9 @@ def run(data: str | Path | dict = DEFAULT_DATA,
     metrics = compute_metrics(v)
     t = report(v, metrics, verbose, batch_size, imgsz)
     mp, mr, map50, map_, ap, ap_class = metrics[:6]
-    if plots:
+    if plots:  # v6.1 fires on_val_end only here, after the plots
         v.confusion_matrix.plot(save_dir=save_dir, names=list(v.names.values()))
-    callbacks.run("on_val_end")
+        callbacks.run("on_val_end")
     if save_json and len(v.jdict):
         map_, map50 = coco_eval(v, weights, data, map_, map50)
 
@@ -257,6 +267,7 @@ def val_batch(v: Validation, batch_i: int, im: torch.Tensor, targets: torch.Tens
     lb = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if v.save_hybrid else []
     t3 = time_sync()
     out = non_max_suppression(out, v.conf_thres, v.iou_thres, labels=lb, multi_label=True, agnostic=v.single_cls,
+                              method=v.nms, sigma=v.soft_sigma,
                               time_limit=None)  # metrics must not depend on machine load
     v.dt[2] += time_sync() - t3
 
@@ -384,6 +395,8 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference")
     parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
+    parser.add_argument("--nms", default="nms", choices=NMS_METHODS, help="suppression: hard NMS, DIoU-NMS, Soft-NMS")
+    parser.add_argument("--soft-sigma", type=float, default=0.5, help="sigma of --nms soft-gaussian")
     opt = parser.parse_args()
     opt.data = check_yaml(opt.data)
     opt.save_json |= str(opt.data).endswith("coco.yaml")

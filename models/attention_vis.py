@@ -2,7 +2,7 @@
 
 For every attention layer (``model.graph.sites("attention")``; for other modules, a module registered with kind
 ``"attention"``) one spatial heatmap overlaid on the image and one per-channel bar chart are saved; for one
-layer named by its yaml index an EigenCAM (or Grad-CAM) overlay. The layers are recorded with
+layer named by its yaml index an EigenCAM (or Grad-CAM, or Grad-CAM++) overlay. The layers are recorded with
 ``utils.recording.Recorder`` around the forward pass (:meth:`AttentionVisualizer.watch`); the maps are computed
 by ``utils.attention_maps`` and ``utils.cam`` and drawn by ``utils.attention_plots``. This module sits in
 ``models/`` because it needs the registry and ``attempt_load``.
@@ -14,7 +14,8 @@ Usage:
     $ python detect.py --weights best.pt --source img.jpg --attention-maps --cam-layer 23   # -> <exp>/attention/
 
 Files: ``<stem>_layer<i>_<Module>.png`` (spatial overlay), ``<stem>_layer<i>_<Module>_channels.png`` (bar chart)
-and ``<stem>_layer<i>_<Module>_EigenCAM.png`` (or ``_GradCAM.png``); video frames get ``<stem>_<frame>``.
+and ``<stem>_layer<i>_<Module>_EigenCAM.png`` (or ``_GradCAM.png``, ``_GradCAMpp.png``); video frames get
+``<stem>_<frame>``.
 """
 
 from __future__ import annotations
@@ -28,17 +29,18 @@ import torch
 import torch.nn as nn
 
 from models.experimental import attempt_load
-from models.registry import classes
+from models.registry import ModelConfigError, classes
 from utils.attention_maps import LayerMaps, module_name, record_maps, unletterbox
 from utils.attention_plots import save_layer_figures, save_spatial_figure
 from utils.boxes import scale_coords, xywh2xyxy
-from utils.cam import eigen_cam, grad_cam
+from utils.cam import eigen_cam, grad_cam, grad_cam_pp
 from utils.general import LOGGER, InputError, check_img_size
 from utils.inference_loaders import LoadImages
 from utils.recording import Recorder
 from utils.torch_utils import select_device
 
-CAM_METHODS = {"eigen": "EigenCAM", "grad": "GradCAM"}
+CAM_METHODS = {"eigen": "EigenCAM", "grad": "GradCAM", "gradpp": "GradCAM++"}  # cam_method -> figure title
+CAM_FILE_TAGS = {"eigen": "EigenCAM", "grad": "GradCAM", "gradpp": "GradCAMpp"}  # cam_method -> file name tag
 
 
 def _is_attention(m: nn.Module, kinds: tuple[type, ...]) -> bool:
@@ -59,8 +61,12 @@ def attention_layers(model: nn.Module) -> list[tuple[int, nn.Module]]:
         model = yolo_model(model)
     except TypeError:
         pass  # not a YOLOv5 model: the generic search below
-    graph = getattr(model, "graph", None)
     seq = getattr(model, "model", None)
+    try:
+        graph = getattr(model, "graph", None)
+    except ModelConfigError as e:  # a checkpoint's yaml this build cannot resolve: search by class instead
+        LOGGER.warning(f"WARNING: the model's yaml does not resolve ({e}); attention layers are found by class")
+        graph = None
     if graph is not None and callable(getattr(graph, "sites", None)) and isinstance(seq, nn.Sequential):
         return [(s.index, seq[s.index]) for s in graph.sites("attention")]
     kinds = tuple(classes("attention"))
@@ -104,8 +110,8 @@ class AttentionVisualizer:
         save_dir: folder for the figures (created on first save).
         layers: layer indices to draw heatmaps for; None for every attention layer, ``[]`` for none.
         cam_layer: yaml index of the layer for the class activation map; None for no CAM.
-        cam_method: ``"eigen"`` (EigenCAM, no gradients) or ``"grad"`` (Grad-CAM of the most confident
-            prediction's score ``objectness × class probability``).
+        cam_method: ``"eigen"`` (EigenCAM, no gradients), ``"grad"`` (Grad-CAM) or ``"gradpp"`` (Grad-CAM++),
+            the latter two of the most confident prediction's score ``objectness × class probability``.
 
     Raises:
         InputError: a layer index outside the model (the Detect head included) or an unknown ``cam_method``.
@@ -182,7 +188,7 @@ class AttentionVisualizer:
             boxes = [] if box is None else scale_coords(im.shape[2:], box.view(1, 4).clone(), im0.shape).tolist()
             name = module_name(self.model.model[self.cam_layer])
             method = CAM_METHODS[self.cam_method]
-            file = self.save_dir / f"{stem}_layer{self.cam_layer}_{name}_{method}.png"
+            file = self.save_dir / f"{stem}_layer{self.cam_layer}_{name}_{CAM_FILE_TAGS[self.cam_method]}.png"
             self.save_dir.mkdir(parents=True, exist_ok=True)
             files.append(save_spatial_figure(im0, unletterbox(cam, im.shape[2:], im0.shape[:2]),
                                              f"layer {self.cam_layer} {name}: {method} {what}", file, method,
@@ -192,9 +198,9 @@ class AttentionVisualizer:
 
     def cam(self, b: int, im: torch.Tensor) -> tuple[torch.Tensor, str, torch.Tensor | None]:
         """The CAM (H, W) in [0, 1] of batch element ``b`` at the CAM layer, a note for the figure title and, for
-        Grad-CAM, the xyxy box (letterboxed-input pixels) of the prediction it explains.
+        Grad-CAM (++), the xyxy box (letterboxed-input pixels) of the prediction it explains.
 
-        EigenCAM reads the last watched forward; Grad-CAM runs ``im[b]`` again with gradients.
+        EigenCAM reads the last watched forward; Grad-CAM and Grad-CAM++ run ``im[b]`` again with gradients.
         """
         if self.cam_method == "eigen":
             a = self._records()[self.cam_layer].output
@@ -205,7 +211,8 @@ class AttentionVisualizer:
         if isinstance(names, dict):
             names = [names.get(j, j) for j in range(cls + 1)]
         label = str(names[cls]) if isinstance(names, (list, tuple)) and cls < len(names) else str(cls)
-        return grad_cam(a, g), f"(top prediction: class {label}, score {score:.3f})", box
+        cam = (grad_cam_pp if self.cam_method == "gradpp" else grad_cam)(a, g)
+        return cam, f"(top prediction: class {label}, score {score:.3f})", box
 
     def _check_map(self, a: Any) -> None:
         if not (isinstance(a, torch.Tensor) and a.dim() == 4):
@@ -260,7 +267,7 @@ def visualize(weights_or_model: str | Path | nn.Module, source: str | Path, save
         save_dir: output folder (created).
         layers: layer indices for heatmaps; None for every attention layer, ``[]`` for none.
         cam_layer: yaml index of the layer for the class activation map; None for none.
-        cam_method: ``"eigen"`` or ``"grad"``.
+        cam_method: ``"eigen"``, ``"grad"`` or ``"gradpp"``.
         imgsz: inference size (rounded up to a multiple of the stride); the image is letterboxed to it.
         device: ``'cpu'``, ``'0'``... (weights path only; a model stays where it is).
 

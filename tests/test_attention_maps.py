@@ -22,7 +22,7 @@ from utils.attention_maps import gain_maps, layer_maps, record_maps, unletterbox
 from utils.attention_plots import overlay_heatmap
 from utils.augmentations import letterbox
 from utils.boxes import letterbox_geometry, scale_coords
-from utils.cam import eigen_cam, grad_cam
+from utils.cam import eigen_cam, grad_cam, grad_cam_pp
 from utils.recording import Recorder
 
 # yaml -> {attention layer index: (class name, channels, stride)} for the n-size configs
@@ -181,6 +181,73 @@ def test_grad_cam_weights_channels_by_mean_gradient():
     torch.testing.assert_close(cam, expected)
 
 
+def _grad_cam_pp_reference(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ in float64, element by element from the closed form: α_ij^k = g_ij² / (2 g_ij² + Σ_ab A_ab^k g_ij³)
+    (0 where the denominator is 0), w_k = Σ_ij α_ij^k ReLU(g_ij^k), map = ReLU(Σ_k w_k A^k) / max."""
+    a, g = a.double(), g.double()
+    c, h, w = a.shape
+    weights = torch.zeros(c, dtype=torch.float64)
+    for k in range(c):
+        total = float(a[k].sum())
+        for i in range(h):
+            for j in range(w):
+                x = float(g[k, i, j])
+                den = 2 * x ** 2 + total * x ** 3
+                alpha = x ** 2 / den if den != 0 else 0.0
+                weights[k] += alpha * max(x, 0.0)
+    m = (weights[:, None, None] * a).sum(0).clamp(min=0)
+    return m / m.max() if m.max() > 0 else m
+
+
+def test_grad_cam_pp_matches_the_formula_in_float64():
+    torch.manual_seed(0)
+    a = torch.rand(4, 5, 6) * 2  # non-negative, as after an activation
+    a[1] -= 1  # one channel of mixed sign
+    g = torch.randn(4, 5, 6) * 0.3
+    g[2, :2] = 0  # zero gradients: α = 0 there
+    cam = grad_cam_pp(a, g)
+    assert cam.shape == (5, 6) and cam.dtype == torch.float32 and cam.min() >= 0 and cam.max() == 1
+    torch.testing.assert_close(cam.double(), _grad_cam_pp_reference(a, g), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_cam_pp(a[None], g[None]), cam)  # (1, C, H, W) too
+    assert grad_cam_pp(a, torch.zeros_like(g)).abs().max() == 0  # no gradient: an empty map
+    with pytest.raises(ValueError, match="differ"):
+        grad_cam_pp(a, g[:2])
+
+
+def test_grad_cam_pp_closed_form_is_exact_for_the_exponential_of_a_linear_score():
+    # S = Σ W·A: ∂S/∂A = W. For Y = exp(S) the paper's general weights use the true higher derivatives,
+    # α = ∂²Y / (2 ∂²Y + Σ_ab A_ab ∂³Y) (per element, each derivative taken twice / three times with respect to
+    # the same A_ij) and w_k = Σ_ij α ReLU(∂Y): computed here by autograd, they give the closed-form map.
+    torch.manual_seed(1)
+    a = (torch.rand(2, 3, 3, dtype=torch.float64) * 0.5).requires_grad_(True)
+    wt = torch.randn(2, 3, 3, dtype=torch.float64) * 0.5
+    y = torch.exp((wt * a).sum())
+    d1 = torch.autograd.grad(y, a, create_graph=True)[0]
+    d2, d3 = torch.zeros_like(wt), torch.zeros_like(wt)
+    for e in range(wt.numel()):
+        idx = np.unravel_index(e, wt.shape)
+        g2 = torch.autograd.grad(d1[idx], a, create_graph=True)[0][idx]
+        d2[idx] = g2.detach()
+        d3[idx] = torch.autograd.grad(g2, a, retain_graph=True)[0][idx]
+    a = a.detach()
+    alpha = d2 / (2 * d2 + a.sum((1, 2), keepdim=True) * d3)
+    m = ((alpha * d1.detach().clamp(min=0)).sum((1, 2))[:, None, None] * a).sum(0).clamp(min=0)
+    torch.testing.assert_close(grad_cam_pp(a, wt).double(), m / m.max(), rtol=1e-5, atol=1e-6)
+
+    # a gradient that is one constant per channel (a linear score of the pooled activations, as in CAM):
+    # α = 1 / (2 + g_k Σ A^k) everywhere, w_k = H·W·ReLU(g_k) / (2 + g_k Σ A^k)
+    a = torch.rand(3, 4, 5, dtype=torch.float64)
+    gk = torch.tensor([0.4, -0.3, 0.1], dtype=torch.float64)
+    g = gk[:, None, None].expand(3, 4, 5)
+    w = 20 * gk.clamp(min=0) / (2 + gk * a.sum((1, 2)))
+    m = (w[:, None, None] * a).sum(0).clamp(min=0)
+    torch.testing.assert_close(grad_cam_pp(a, g).double(), m / m.max(), rtol=1e-5, atol=1e-6)
+    # ... and with channels whose activations sum to zero α = 1/2, so Grad-CAM++ is Grad-CAM (positive gradients)
+    a = a - a.mean((1, 2), keepdim=True)
+    g = g.abs()
+    torch.testing.assert_close(grad_cam_pp(a, g), grad_cam(a, g), rtol=1e-5, atol=1e-6)
+
+
 def test_unletterbox_aligns_map_with_original_image():
     h0, w0 = 50, 80
     yy, xx = np.mgrid[0:h0, 0:w0].astype(np.float32)
@@ -236,6 +303,12 @@ def test_visualize_writes_figures_and_grad_cam_restores_model(models, tmp_path):
     cam, note, box = viz.cam(0, torch.rand(1, 3, 64, 64))
     assert cam.shape == (8, 8) and 0 <= cam.min() and cam.max() == 1 and note.startswith("(top prediction: class ")
     assert box.shape == (4,) and box[2] > box[0] and box[3] > box[1]
+    viz = AttentionVisualizer(model, tmp_path, layers=[], cam_layer=17, cam_method="gradpp")  # Grad-CAM++
+    cam, note, box = viz.cam(0, torch.rand(1, 3, 64, 64))
+    assert cam.shape == (8, 8) and 0 <= cam.min() and cam.max() == 1 and note.startswith("(top prediction: class ")
+    files = visualize(model, img, tmp_path / "pp", layers=[], cam_layer=17, cam_method="gradpp", imgsz=64)
+    assert [f.name for f in files] == ["scene_layer17_C3_GradCAMpp.png"] and cv2.imread(str(files[0])) is not None
+    assert [p.requires_grad for p in model.parameters()] == grads and all(p.grad is None for p in model.parameters())
 
 
 def test_bad_layers_and_non_pytorch_backends(models, tmp_path, yolo_log):

@@ -267,10 +267,14 @@ def test_parse_opt_defaults(monkeypatch):
     opt = detect.parse_opt()
     assert opt.imgsz == [320, 320] and Path(opt.weights).name == "yolov5s.pt"
     assert (opt.conf_thres, opt.iou_thres, opt.max_det, opt.line_thickness) == (0.25, 0.45, 1000, 3)
+    assert (opt.nms, opt.soft_sigma, opt.cam_method) == ("nms", 0.5, "eigen")  # v6.1's hard NMS
     assert Path(opt.source).as_posix().endswith("data/images") and Path(opt.project).as_posix().endswith("runs/detect")
     monkeypatch.setattr(sys, "argv", ["detect.py", "--imgsz", "320", "256", "--classes", "0", "2"])
     opt = detect.parse_opt()
     assert opt.imgsz == [320, 256] and opt.classes == [0, 2]
+    monkeypatch.setattr(sys, "argv", ["detect.py", "--cam-method", "gradpp", "--nms", "soft-gaussian"])
+    opt = detect.parse_opt()
+    assert (opt.cam_method, opt.nms) == ("gradpp", "soft-gaussian")
 
 
 def test_onnx_weights_full_letterbox_and_names(weights, tmp_path, shared_data, yolo_log):

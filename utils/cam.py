@@ -1,4 +1,4 @@
-"""Class activation maps of one layer: EigenCAM (gradient-free) and Grad-CAM.
+"""Class activation maps of one layer: EigenCAM (gradient-free), Grad-CAM and Grad-CAM++.
 
 * EigenCAM (Muhammad & Yeasin, "Eigen-CAM: Class Activation Map using Principal Components", IJCNN 2020,
   arXiv 2008.00299): the layer's activation ``A`` (C, H, W) is read as a matrix ``O`` of H·W rows
@@ -10,8 +10,16 @@
 * Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
   Localization", ICCV 2017, arXiv 1610.02391): channel weights ``α_c = mean_hw ∂score/∂A_c``,
   map = ReLU(Σ_c α_c A_c), divided by its maximum.
+* Grad-CAM++ (Chattopadhyay et al., "Grad-CAM++: Improved Visual Explanations for Deep Convolutional
+  Networks", WACV 2018, arXiv 1710.11063): channel weights ``w_k = Σ_ij α_ij^k · ReLU(∂Y/∂A_ij^k)`` with
+  per-position coefficients ``α``. For the class score passed through an exponential, ``Y = exp(S)``, the
+  paper's closed form needs only powers of the first gradient ``g = ∂S/∂A``:
+  ``α_ij^k = g_ij² / (2·g_ij² + Σ_ab A_ab^k · g_ij³)`` (0 where the denominator is 0), and
+  ``∂Y/∂A = exp(S)·g``. The factor ``exp(S) > 0`` is the same for every channel and position, so it only scales
+  the map and is dropped by the normalisation: ``w_k = Σ_ij α_ij^k ReLU(g_ij^k)``,
+  map = ReLU(Σ_k w_k A_k), divided by its maximum.
 
-Both take plain tensors; running the model and choosing the score is the caller's business.
+All take plain tensors; running the model and choosing the score is the caller's business.
 """
 
 from __future__ import annotations
@@ -75,3 +83,23 @@ def grad_cam(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"grad_cam: activation {tuple(a.shape)} and gradient {tuple(g.shape)} differ")
     alpha = g.mean((1, 2))  # (C,)
     return _relu_max_norm((alpha[:, None, None] * a).sum(0))  # (H, W)
+
+
+def grad_cam_pp(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ map (H, W) in [0, 1] from an activation and the gradient of the (pre-exponential) score with
+    respect to it, by the closed form of the module docstring (computed in float64).
+
+    Args:
+        activation: (C, H, W) or (1, C, H, W).
+        gradient: same shape as ``activation``: ``∂S/∂A`` of the score ``S`` (not of ``exp(S)``).
+    """
+    a, g = _as_chw(activation, "grad_cam_pp"), _as_chw(gradient, "grad_cam_pp")
+    if a.shape != g.shape:
+        raise ValueError(f"grad_cam_pp: activation {tuple(a.shape)} and gradient {tuple(g.shape)} differ")
+    a, g = a.double(), g.double()
+    g2, g3 = g.pow(2), g.pow(3)
+    den = 2 * g2 + a.sum((1, 2), keepdim=True) * g3  # Σ_ab A_ab^k per channel, times g_ij³
+    ok = den != 0
+    alpha = torch.where(ok, g2 / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(g))  # (C, H, W)
+    w = (alpha * g.clamp(min=0)).sum((1, 2))  # (C,)
+    return _relu_max_norm((w[:, None, None] * a).sum(0)).float()  # (H, W)
