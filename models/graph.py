@@ -29,98 +29,11 @@ from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import torch.nn as nn
 
-from models.registry import (LayerArgs, LayerContext, LayerSpec, ModelConfigError, check_model_dict, closest,
-                             from_channels, resolve, resolve_arg)
+from models.registry import ModelConfigError, check_model_dict, resolve
+from models.rows import Layer, is_head, resolve_row, row_error
 
 SECTIONS = ("backbone", "head")
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One resolved yaml row.
-
-    Attributes:
-        index: the layer's index (its position in backbone + head).
-        froms: the absolute indices it reads (``-1`` only for layer 0 reading the image).
-        f: ``from`` as written (relative or absolute, an int or a list).
-        n: ``number`` as written; ``depth`` is the depth-scaled repeat count.
-        name: the module name as written.
-        args: the yaml arguments as written.
-        spec: the registry entry (class, channel rule, kind).
-        c_in: input channels, one per ``from`` entry.
-        c_out: output channels.
-        built: the constructor arguments and instance count the channel rule gives.
-        section: ``"backbone"`` or ``"head"``.
-    """
-
-    index: int
-    froms: tuple[int, ...]
-    f: Any
-    n: int
-    depth: int
-    name: str
-    args: list
-    spec: LayerSpec
-    c_in: tuple[int, ...]
-    c_out: int
-    built: LayerArgs
-    section: str
-
-    @property
-    def kind(self) -> str:
-        """The registry kind: ``"attention"``, ``"head"``, ``"layer"`` or ``"torch"``."""
-        return self.spec.kind
-
-    @property
-    def row(self) -> list:
-        """The yaml row ``[from, number, module, args]``."""
-        return [deepcopy(self.f), self.n, self.name, deepcopy(self.args)]
-
-    def build(self) -> nn.Module:
-        """A fresh module (an ``nn.Sequential`` of ``built.n`` instances when the rule repeats it)."""
-        la, cls = self.built, self.spec.cls
-        make = lambda: cls(*la.args, **la.kwargs)  # noqa: E731
-        return nn.Sequential(*(make() for _ in range(la.n))) if la.n > 1 else make()
-
-
-def row_error(src: str, i: int, row: Any, msg: str) -> ModelConfigError:
-    """A ModelConfigError naming the file, the layer index and its row."""
-    return ModelConfigError(f"{src}: layer {i} {row}: {msg}")
-
-
-def _resolve_row(i: int, row: Any, n_rows: int, c_img: int, out_ch: list[int], d: dict, src: str,
-                 section: str) -> Layer:
-    """Check row ``i`` and run its channel rule (``out_ch``: output channels of the layers before it)."""
-    if not (isinstance(row, list) and len(row) == 4 and isinstance(row[3], list)):
-        raise row_error(src, i, row, "a layer is [from, number, module, args] with args a list")
-    f, n, name, args = row
-    try:
-        spec = resolve(name)
-    except (KeyError, TypeError):
-        hint = closest(str(name))
-        raise row_error(src, i, row, f"unknown module '{name}'" +
-                        (f"; did you mean {', '.join(hint)}?" if hint else "")) from None
-    if spec.kind == "head" and i != n_rows - 1:
-        raise row_error(src, i, row, "Detect must be the last layer, and only one Detect is allowed")
-    anchors, nc, gd, gw = d["anchors"], d["nc"], d["depth_multiple"], d["width_multiple"]
-    na = (len(anchors[0]) // 2) if isinstance(anchors, list) else anchors  # anchors per level
-    try:
-        c_in = from_channels(f, i, c_img, out_ch)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ModelConfigError(f"'number' must be a positive int, got {n!r}")
-        depth = max(round(n * gd), 1) if n > 1 else n  # depth gain
-        resolved = [resolve_arg(a, {"nc": nc, "anchors": anchors}) for a in args]
-        la = spec.rule(LayerContext(c_in, resolved, depth, gw, na * (nc + 5), name, i))
-    except ModelConfigError as e:
-        raise row_error(src, i, row, str(e)) from None
-    except Exception as e:  # e.g. a zero or non-int gain for Contract/Expand
-        raise row_error(src, i, row, f"cannot use the arguments {args}: {type(e).__name__}: {e}") from e
-    if not isinstance(la.c2, int) or isinstance(la.c2, bool) or la.c2 < 1:
-        raise row_error(src, i, row, f"gives {la.c2} output channels; channel counts must be positive")
-    froms = tuple(i + x if x < 0 else x for x in (f if isinstance(f, list) else [f]))
-    return Layer(i, froms, f, n, depth, name, args, spec, tuple(c_in), la.c2, la, section)
 
 
 class LayerGraph:
@@ -137,6 +50,13 @@ class LayerGraph:
 
     def __init__(self, d: dict, layers: list[Layer], ch: int, file: str) -> None:
         self.d, self.layers, self.ch, self.file = d, layers, ch, file
+        self.origins: list[int | Placement] = list(range(len(layers)))  # see layer_origins
+
+    def placed_by(self, i: int) -> str:
+        """`` (placed by attention entry k: Module after layer a)`` for a layer an ``attention:`` entry made, else
+        ``""`` (for error messages: the user's file has no row ``i``)."""
+        o = self.origins[i] if i < len(self.origins) else i
+        return f" (placed by attention entry {o.entry}: {o.module} after layer {o.after})" if isinstance(o, Placement) else ""
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -152,7 +72,8 @@ class LayerGraph:
             ModelConfigError: naming the file, the layer index and what is wrong.
         """
         src = file or "model dict"
-        d = expand_attention(d, src) if isinstance(d, dict) and d.get("attention") is not None else deepcopy(d)
+        placed = isinstance(d, dict) and d.get("attention") is not None
+        d, origins = _expand(d, src) if placed else (deepcopy(d), None)
         ch = ch if ch is not None else (d.get("ch", 3) if isinstance(d, dict) else 3)
         try:
             rows = check_model_dict(d, ch)
@@ -160,17 +81,19 @@ class LayerGraph:
             raise ModelConfigError(f"{src}: {e}") from None
         last = rows[-1][2] if isinstance(rows[-1], list) and len(rows[-1]) == 4 else None
         try:
-            last_kind = resolve(last).kind
+            head = is_head(resolve(last))
         except (KeyError, TypeError):  # malformed or unknown: reported at its row
-            last_kind = "head"
-        if last_kind != "head":
+            head = True
+        if not head:
             raise row_error(src, len(rows) - 1, rows[-1], f"the last layer must be Detect, got {last}")
         n_backbone = len(d["backbone"] or [])
         layers: list[Layer] = []
         for i, row in enumerate(rows):
             section = SECTIONS[0] if i < n_backbone else SECTIONS[1]
-            layers.append(_resolve_row(i, row, len(rows), ch, [x.c_out for x in layers], d, src, section))
-        return cls(d, layers, ch, src)
+            layers.append(resolve_row(i, row, len(rows), ch, [x.c_out for x in layers], d, src, section))
+        graph = cls(d, layers, ch, src)
+        graph.origins = origins or list(range(len(layers)))
+        return graph
 
     def to_dict(self) -> dict:
         """The plain model dict (rows only, no ``attention:`` key), as stock YOLOv5 reads it."""
@@ -247,6 +170,9 @@ class LayerGraph:
         if not 0 <= index < n:
             raise ModelConfigError(f"{self.file}: insert index {index} is out of range (0..{n - 1}: Detect must "
                                    "stay last)")
+        if index == 0 and not rewire:
+            raise ModelConfigError(f"{self.file}: a layer inserted at index 0 without rewiring would leave layer 1 "
+                                   "reading the image, which only layer 0 can read")
         src_abs = [index + x if x < 0 else x for x in (source if isinstance(source, list) else [source])]
         if any(a >= index or a < -1 for a in src_abs):
             raise ModelConfigError(f"{self.file}: source {source} must be an earlier layer than {index}")
@@ -347,12 +273,36 @@ def _placement(entry: Any, k: int, src: str) -> tuple[str, list, list[int], int]
     if not after or not all(isinstance(a, int) and not isinstance(a, bool) for a in after):
         raise ModelConfigError(f"{how}; 'after' must be a layer index or a list of them")
     number = opts.get("number", 1)
+    try:
+        kind = resolve(entry[0]).kind
+    except KeyError:  # unknown: the insertion reports it with the closest names
+        kind = "attention"
+    if kind != "attention":
+        raise ModelConfigError(f"{src}: attention entry {k}: {entry[0]} is not an attention module; write it as a "
+                               "backbone or head row")
     return entry[0], deepcopy(entry[1]), after, number
 
 
-def attention_insertions(d: dict, file: str | None = None) -> list[tuple[int, str, list, int, int]]:
-    """The row insertions that write a model dict's ``attention:`` placements, in order:
-    ``(index, module, args, number, after)``, ``index`` counted in the rows as they are when that insertion is made.
+@dataclass(frozen=True)
+class Placement:
+    """One row written by an ``attention:`` entry: the row index when inserted (in the rows as they were then), the
+    module, its args and repeat count, the plain-row index it follows, and the entry's position in the list."""
+
+    index: int
+    module: str
+    args: list
+    number: int
+    after: int
+    entry: int
+
+    @property
+    def key(self) -> tuple:
+        """What identifies this placement across two yamls over the same rows."""
+        return (self.after, self.module, repr(self.args), self.number)
+
+
+def attention_insertions(d: dict, file: str | None = None) -> list[Placement]:
+    """The row insertions that write a model dict's ``attention:`` placements, in order.
 
     Each entry ``[Module, args, {after: [i, ...], number: n}]`` inserts one row after each listed layer, where ``i``
     is an index of the plain rows (before any insertion). Entries apply in order; several modules after the same
@@ -360,8 +310,8 @@ def attention_insertions(d: dict, file: str | None = None) -> list[tuple[int, st
     follows (the layers that read it read the new one).
 
     Raises:
-        ModelConfigError: a malformed entry, an index out of range (Detect, the last layer, cannot be followed), or
-            a module that does not build there.
+        ModelConfigError: a malformed entry, an index out of range (Detect, the last layer, cannot be followed), a
+            module that is not an attention module, or one that does not build there.
     """
     src = file or "model dict"
     d = deepcopy(d)
@@ -381,17 +331,46 @@ def attention_insertions(d: dict, file: str | None = None) -> list[tuple[int, st
             try:
                 graph, m = graph.insert(index, module, args, number=number)
             except ModelConfigError as e:
-                raise ModelConfigError(f"{src}: attention entry {k} ({module} after layer {a}): {e}") from None
+                msg = str(e).removeprefix(f"{src}: ")
+                raise ModelConfigError(f"{src}: attention entry {k} ({module} after layer {a}): {msg}") from None
             tail = {i: (index if i == a else m[t]) for i, t in tail.items()}
-            done.append((index, module, deepcopy(args), number, a))
+            done.append(Placement(index, module, deepcopy(args), number, a, k))
     return done
+
+
+def _expand(d: dict, file: str | None) -> tuple[dict, list[int | Placement]]:
+    """The expanded dict and the origin of every layer: a plain-row index, or the :class:`Placement` that wrote it."""
+    plain = {k: v for k, v in d.items() if k != "attention"}
+    graph = LayerGraph.from_dict(plain, file=file)
+    origins: list[int | Placement] = list(range(len(graph)))
+    for p in attention_insertions(d, file):
+        graph, _ = graph.insert(p.index, p.module, p.args, number=p.number)
+        origins.insert(p.index, p)
+    return graph.to_dict(), origins
 
 
 def expand_attention(d: dict, file: str | None = None) -> dict:
     """The model dict with its ``attention:`` placements written as plain rows and the key removed (see
     :func:`attention_insertions` for the rules)."""
-    plain = {k: v for k, v in d.items() if k != "attention"}
-    graph = LayerGraph.from_dict(plain, file=file)
-    for index, module, args, number, _ in attention_insertions(d, file):
-        graph, _ = graph.insert(index, module, args, number=number)
-    return graph.to_dict()
+    return _expand(d, file)[0]
+
+
+def layer_origins(d: dict, file: str | None = None) -> list[tuple]:
+    """Where each layer of a model dict comes from, comparable between two dicts over the same plain rows:
+    ``("row", i)`` for plain row ``i``, ``("attention", after, module, args, number, j)`` for the ``j``-th identical
+    placement after plain row ``after``."""
+    origins = _expand(d, file)[1] if d.get("attention") is not None else list(range(len(_plain(d))))
+    seen: dict[tuple, int] = {}
+    out = []
+    for o in origins:
+        if isinstance(o, Placement):
+            seen[o.key] = seen.get(o.key, -1) + 1
+            out.append(("attention", *o.key, seen[o.key]))
+        else:
+            out.append(("row", o))
+    return out
+
+
+def _plain(d: dict) -> list:
+    """The rows written in a model dict (backbone, then head), without its ``attention:`` placements."""
+    return list(d.get("backbone") or []) + list(d.get("head") or [])

@@ -24,8 +24,8 @@ from collections import defaultdict
 import torch
 
 from models.experimental import checkpoint_model, describe_checkpoint, safe_classes
-from models.graph import LayerGraph, attention_insertions, compose
-from models.registry import ModelConfigError
+from models.graph import LayerGraph, compose, layer_origins
+from models.registry import ModelConfigError, resolve, specs
 from models.yolo import Model
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.general import LOGGER
@@ -39,9 +39,26 @@ def _rows(d: dict) -> list:
 
 
 def signature(row: list) -> str:
-    """A layer's identity for alignment: module name, repeat count and yaml arguments (``from`` excluded)."""
+    """A layer's identity for alignment: module family, repeat count and yaml arguments (``from`` excluded).
+
+    The family of a module is the registered layer it extends (``C3`` for ``C3SE`` and the other attention-in-C3
+    aliases), and a trailing option mapping (``{attention: SEAttention}``) is left out: such a row pairs with the
+    plain layer it replaced, whose tensors then load wherever key and shape agree (the attention's own are new).
+    """
     _, n, module, args = row
-    return f"{module}|{n}|{args!r}"
+    if isinstance(args, list) and args and isinstance(args[-1], dict):
+        args = args[:-1]
+    return f"{family(module)}|{n}|{args!r}"
+
+
+def family(module: str) -> str:
+    """The registered name of the nearest registered base class of ``module``'s class (itself if none)."""
+    try:
+        cls = resolve(module).cls
+    except (KeyError, TypeError):
+        return str(module)
+    names = {s.cls: s.name for s in specs() if s.name == s.cls.__name__}
+    return next((names[b] for b in cls.__mro__[1:] if b in names), module)
 
 
 def _plain_rows(d: dict) -> list:
@@ -57,21 +74,19 @@ def _plain_rows(d: dict) -> list:
 def exact_pairs(src: dict, dst: dict) -> dict[int, int] | None:
     """The exact pairing when ``dst`` is ``src`` plus inserted layers, else None.
 
-    Two cases are recognised: ``dst`` has an ``attention:`` key over exactly ``src``'s rows (the pairing is the
-    mapping of its insertions), and ``dst``'s rows with the layers that alignment leaves unpaired removed give
-    exactly ``src``'s rows, ``from`` indices included (rows inserted with ``models/yaml_edit.py``; the pairing is
-    the inverse of the removals).
+    Two cases are recognised:
+
+    * both dicts have the same plain rows and differ only in their ``attention:`` placements (either may have none):
+      layers pair by origin, a plain row with itself and a placement (module, args, repeat count, the row it
+      follows) with the same placement in the other (the ``j``-th identical one with the ``j``-th);
+    * ``dst``'s rows with the layers that alignment leaves unpaired removed give exactly ``src``'s rows, ``from``
+      indices included (rows inserted with ``models/yaml_edit.py``): the pairing is the inverse of the removals.
     """
     try:
+        if (src.get("attention") is not None or dst.get("attention") is not None) and _rows(src) == _rows(dst):
+            where = {o: j for j, o in enumerate(layer_origins(dst))}
+            return {i: where[o] for i, o in enumerate(layer_origins(src)) if o in where}
         src_rows = _plain_rows(src)
-        if dst.get("attention") is not None:
-            if _rows(dst) != src_rows:
-                return None
-            graph, maps = LayerGraph.from_dict({k: v for k, v in dst.items() if k != "attention"}), []
-            for index, module, args, number, _ in attention_insertions(dst):
-                graph, m = graph.insert(index, module, args, number=number)
-                maps.append(m)
-            return compose(*maps) if maps else {i: i for i in range(len(src_rows))}
         graph = LayerGraph.from_dict(dst)
         extra = sorted(set(range(len(graph))) - set(aligned_pairs(src, dst).values()), reverse=True)
         if len(graph) - len(extra) != len(src_rows):

@@ -44,7 +44,7 @@ import models.attention  # noqa: E402,F401  (registers the attention modules)
 from models.graph import LayerGraph, attention_insertions, expand_attention, movable_args  # noqa: E402
 from models.registry import ModelConfigError  # noqa: E402
 from models.yolo import Model  # noqa: E402
-from utils.general import LOGGER  # noqa: E402
+from utils.general import LOGGER, run_cli  # noqa: E402
 
 SECTIONS = ("backbone", "head")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -304,15 +304,15 @@ def expand(text: str, file: str = "yaml") -> str:
     if not isinstance(d, dict) or d.get("attention") is None:
         return text
     lines, out, skip = text.splitlines(), [], False
-    for line in lines:  # drop the top-level 'attention:' block
-        if re.match(r"^\w", line):
+    for line in lines:  # drop the top-level 'attention:' block: up to the next unindented line (a comment too)
+        if line.strip() and not line[0].isspace():
             skip = re.match(r"^attention\s*:", line) is not None
         if not skip:
             out.append(line)
     new = "\n".join(out).rstrip("\n") + ("\n" if text.endswith("\n") else "")
-    for index, module, args, number, after in attention_insertions(d, file):
-        new = insert(new, index, module, args, number=number, comment=f"# {index} {module} (attention: after "
-                     f"{after})", file=file)
+    for p in attention_insertions(d, file):
+        new = insert(new, p.index, p.module, p.args, number=p.number, comment=f"# {p.index} {p.module} (attention: "
+                     f"after {p.after})", file=file)
     expected = expand_attention(d, file)
     if layer_rows(new, file) != expected["backbone"] + expected["head"]:
         raise ModelConfigError(f"{file}: cannot expand this layout; the 'attention:' block must be one top-level key")
@@ -370,7 +370,11 @@ def run(action: str, cfg: str | None = None, at: int | None = None, after: int |
         new = move(text, at, to, file=cfg)
     else:
         new = expand(text, file=cfg)
-    Model(yaml.safe_load(new))  # build it: a yaml that does not build is not written
+    try:
+        Model(yaml.safe_load(new))  # build it: a yaml that does not build is not written
+    except ModelConfigError as e:
+        raise ModelConfigError(f"{cfg}: the yaml after '{action}' does not build, nothing written: "
+                               f"{str(e).removeprefix('model dict: ')}") from None
     if out:
         Path(out).write_text(new)
         LOGGER.info(f"{action}: wrote {out}")
@@ -384,4 +388,6 @@ def main(opt: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    from models.yaml_edit import main as _main, parse_opt as _parse_opt  # the importable module, not __main__
+
+    run_cli(_main, _parse_opt, "yaml_edit.py")

@@ -26,7 +26,8 @@ import yaml  # noqa: E402
 
 import models.attention  # noqa: E402,F401  (registers the attention modules)
 import models.common  # noqa: E402,F401  (registers the v6.1 layers)
-from models.graph import LayerGraph, row_error  # noqa: E402
+from models.graph import LayerGraph  # noqa: E402
+from models.rows import row_error  # noqa: E402
 from models.registry import ModelConfigError, detect, register  # noqa: E402
 from utils.autoanchor import check_anchor_order  # noqa: E402
 from utils.flops import count_macs  # noqa: E402
@@ -163,7 +164,8 @@ class Model(nn.Module):
         try:
             return self.forward(x)
         except Exception as e:
-            rows, y, xi = [layer.row for layer in self.graph], [], x
+            graph = self.graph
+            rows, y, xi = [layer.row for layer in graph], [], x
             for m in self.model:
                 xi = _layer_input(m, xi, y)
                 got = _shapes(xi)  # before the call: Detect rewrites its input list
@@ -171,7 +173,8 @@ class Model(nn.Module):
                     xi = m(xi)
                 except Exception as err:
                     msg = f"{m.type} got input {got} in the build-time stride probe (zeros {tuple(x.shape)}) and failed"
-                    raise row_error(src, m.i, rows[m.i], f"{msg}: {type(err).__name__}: {err}") from e
+                    raise row_error(src, m.i, rows[m.i], f"{msg}: {type(err).__name__}: {err}"
+                                              f"{graph.placed_by(m.i)}") from e
                 y.append(xi if m.i in self.save else None)
             raise  # not reproduced layer by layer: the original error
 
@@ -333,8 +336,8 @@ def parse_model(d: dict, ch: list[int], file: str | None = None) -> tuple[nn.Seq
         try:
             m_ = layer.build()
         except Exception as e:
-            raise row_error(graph.file, layer.index, layer.row,
-                            f"{layer.name}(*{la.args}, **{la.kwargs}) failed: {type(e).__name__}: {e}") from e
+            raise row_error(graph.file, layer.index, layer.row, f"{layer.name}(*{la.args}, **{la.kwargs}) failed: "
+                            f"{type(e).__name__}: {e}{graph.placed_by(layer.index)}") from e
         cls = layer.spec.cls
         t = f"{cls.__module__}.{cls.__qualname__}".replace("__main__.", "")
         np_ = sum(x.numel() for x in m_.parameters())

@@ -170,3 +170,74 @@ def test_exact_pairs_for_yaml_edit_insertions_and_none_for_hand_edits():
     hand["head"][0][3] = [256, 1, 1]  # a changed layer: not an insertion
     assert exact_pairs(src, hand) is None
     assert align_layers(src, hand) == {i: i for i in range(25) if i != 10}
+
+
+def test_transfer_between_attention_yamls_pairs_placements_by_origin():
+    base = _dict(YOLOV5S)
+    src = {**base, "attention": [["SEAttention", [], {"after": 3}]]}
+    dst = {**base, "attention": [["CBAM", [], {"after": 3}], ["SEAttention", [], {"after": [3, 10]}]]}
+    pairs = align_layers(src, dst)
+    # src: SE at 4; dst: CBAM 4, SE 5 (after 3, behind CBAM), SE 13 (after plain 10 = dst 12)
+    assert pairs[4] == 5 and pairs[3] == 3 and pairs[5] == 6 and pairs[11] == 12 and pairs[25] == 27
+    assert 4 not in pairs.values() and 13 not in pairs.values()  # the new CBAM and the SE after 10 get nothing
+    assert exact_pairs({**base, "attention": [["SEAttention", [], {"after": 3}]]}, base) == \
+        {i: i - (i > 4) for i in range(26) if i != 4}  # the placed SE has no partner in the plain model
+
+
+def test_error_in_a_placed_module_names_the_attention_entry():
+    d = _dict(YOLOV5S)
+    d["attention"] = [["SimAM", [], {"after": 9}], ["SEAttention", ["a", "b", "c", "d"], {"after": 17}]]
+    with pytest.raises(ModelConfigError, match=r"placed by attention entry 1: SEAttention after layer 17"):
+        Model(d)
+    d["attention"] = [["Conv", [64], {"after": 17}]]
+    with pytest.raises(ModelConfigError, match="attention entry 0: Conv is not an attention module"):
+        Model(d)
+
+
+def test_expand_keeps_comments_around_a_block_between_sections(tmp_path):
+    text = YOLOV5S.replace("# YOLOv5 v6.0 head", "attention:\n  - [SimAM, [], {after: [9]}]\n# YOLOv5 v6.0 head")
+    out = expand(text)
+    assert "# YOLOv5 v6.0 head" in out and "\nattention:" not in out
+    assert layer_rows(out)[10] == [-1, 1, "SimAM", []]
+
+
+def test_yaml_edit_cli_reports_errors_without_a_traceback(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(YOLOV5S + SE_AFTER)
+    r = subprocess.run([sys.executable, "models/yaml_edit.py", "remove", "--cfg", str(f), "--at", "5"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "expand" in r.stderr + r.stdout
+
+
+def test_a_registered_detect_subclass_is_a_head():
+    from models.registry import detect, register, unregister
+    from models.yolo import Detect
+
+    @register(rule=detect)
+    class MyDetect(Detect):
+        pass
+
+    try:
+        d = _dict(YOLOV5S)
+        d["head"][-1][2] = "MyDetect"
+        assert type(Model(d).model[-1]).__name__ == "MyDetect"
+    finally:
+        unregister("MyDetect")
+
+
+def test_attention_layers_fall_back_to_classes_when_the_yaml_does_not_resolve(yolo_log):
+    from models.attention_vis import attention_layers
+
+    m = Model(MODELS / "yolov5s-NAM.yaml")
+    m.yaml["head"][-2][3] = [999]  # no longer resolves
+    assert [i for i, _ in attention_layers(m)] == [24]
+    assert any("found by class" in x for x in yolo_log)
+
+
+def test_v61_weights_reach_c3_rows_with_attention_inside(fixtures_dir):
+    src = load_checkpoint(fixtures_dir / "ckpt_yolov5s.pt", allowed=safe_classes())["model"].float()
+    for cfg in ("yolov5s-C3SE.yaml", "yolov5s-C3attention.yaml"):  # alias rows, and C3 rows with an option mapping
+        model = Model(MODELS / cfg)
+        csd, _ = transfer_state_dict(src.state_dict(), src.yaml, model.state_dict(), model.yaml, exclude=["anchor"])
+        assert set(src.state_dict()) - set(csd) == {"model.24.anchors"}, cfg  # every C3 tensor under its own key
+        assert any(".att." in k for k in model.state_dict()) and not any(".att." in k for k in csd)

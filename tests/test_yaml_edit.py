@@ -39,7 +39,7 @@ def test_insert_then_remove_round_trips(path):
     for p in sorted({0, 1, 2, n // 2, n - 3, n - 2, n - 1, *range(3, n - 1, 4)}):
         for rewire in (True, False):
             if p == 0 and not rewire:  # layer 1 cannot read the image: refused rather than written unbuildable
-                with pytest.raises(ModelConfigError, match="points before layer 0"):
+                with pytest.raises(ModelConfigError, match="only layer 0 can read"):
                     insert(text, p, "SimAM", rewire=rewire)
                 continue
             edited = insert(text, p, "SimAM", rewire=rewire)

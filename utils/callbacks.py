@@ -38,7 +38,8 @@ val.py (``val.run``; during training on rank 0, with the training's callbacks):
   predictions: ``pred`` in input-image pixels, ``predn`` in original-image pixels, ``im`` the input image.
 - ``on_val_batch_end(batch_i: int, im: Tensor, targets: Tensor, paths: list, shapes: list, out: list)``:
   after a batch; ``targets`` in input-image pixels, ``out`` the per-image detections after NMS.
-- ``on_val_end()``: after the metrics and the confusion-matrix plot, before the optional COCO evaluation.
+- ``on_val_end()``: after the metrics and the confusion-matrix plot, before the optional COCO evaluation; only
+  when the validation plots (as in v6.1: the final validation of a training run, or ``val.py``).
 """
 
 from __future__ import annotations
