@@ -40,66 +40,9 @@ C3NAM     NAMAttention      bottleneck  as SE: NAM's channel weights on each res
 
 from __future__ import annotations
 
-from typing import Callable
-
-import torch
-import torch.nn as nn
-
-from models.common import C3, Bottleneck
-from models.registry import ATTENTION_PLACES, closest, conv_repeat, register, resolve
-
-
-class AttentionBottleneck(nn.Module):
-    """A C3 bottleneck with an attention module ``att``: ``cv1 -> cv2 -> att (+ x)``, or ``cv1 -> att (+ x)`` when the
-    module replaces ``cv2``. Takes over the ``cv1``, ``cv2`` and ``add`` of an existing :class:`Bottleneck`."""
-
-    def __init__(self, bottleneck: Bottleneck, att: nn.Module, replace: bool = False) -> None:
-        super().__init__()
-        self.cv1 = bottleneck.cv1
-        self.cv2 = None if replace else bottleneck.cv2
-        self.att = att
-        self.add = bottleneck.add
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.cv1(x)
-        if self.cv2 is not None:
-            y = self.cv2(y)
-        y = self.att(y)
-        return x + y if self.add else y
-
-
-def attention_factory(name: str, args: list | tuple = ()) -> Callable[[int], nn.Module]:
-    """``make(c)``: a new instance of the registered attention module ``name`` on ``c`` channels, with the options
-    ``args`` (positional, then an optional trailing mapping of keyword options).
-
-    Raises:
-        ValueError: ``name`` is unknown (the message lists the closest attention names) or not an attention module.
-    """
-    try:
-        spec = resolve(name)
-    except (KeyError, TypeError):
-        hint = closest(str(name), kind="attention")
-        raise ValueError(f"unknown attention module '{name}'" +
-                         (f"; did you mean {', '.join(hint)}?" if hint else "")) from None
-    if spec.kind != "attention":
-        raise ValueError(f"'{name}' is a {spec.kind} module, not an attention module")
-    pos = list(args)
-    kw = dict(pos.pop()) if pos and isinstance(pos[-1], dict) else {}
-    return lambda c: spec.cls(c, *pos, **kw)
-
-
-def add_attention(c3: C3, name: str, where: str = "bottleneck", args: list | tuple = ()) -> None:
-    """Put the attention module ``name`` into ``c3`` (in place): in each bottleneck after ``cv2`` (``bottleneck``),
-    in place of each bottleneck's ``cv2`` (``replace``) or after ``cv3`` as ``c3.att`` (``output``)."""
-    if where not in ATTENTION_PLACES:
-        raise ValueError(f"where must be one of {', '.join(ATTENTION_PLACES)}, got {where!r}")
-    make = attention_factory(name, args)
-    if where == "output":
-        c3.att = make(c3.cv3.conv.out_channels)
-        return
-    if not all(isinstance(b, Bottleneck) for b in c3.m):
-        raise ValueError(f"{type(c3).__name__} has no plain bottlenecks for where={where!r}; use where='output'")
-    c3.m = nn.Sequential(*(AttentionBottleneck(b, make(b.cv1.conv.out_channels), where == "replace") for b in c3.m))
+from models.c3_attention import AttentionBottleneck, add_attention, attention_factory  # noqa: F401  (re-exported)
+from models.common import C3
+from models.registry import conv_repeat, register
 
 
 class FixedAttentionC3(C3):
@@ -116,69 +59,21 @@ class FixedAttentionC3(C3):
         super().__init__(c1, c2, n, shortcut, g, e, name, place, attention_args)
 
 
-@register(rule=conv_repeat)
-class CBAMC3(FixedAttentionC3):
-    """C3 with CBAM (channel, then spatial gate) after cv3."""
-
-    fixed_attention = ("CBAM", "output")
-
-
-@register(rule=conv_repeat)
-class C3CA(FixedAttentionC3):
-    """C3 with CoordAtt in each bottleneck."""
-
-    fixed_attention = ("CoordAtt", "bottleneck")
-
-
-@register(rule=conv_repeat)
-class C3SE(FixedAttentionC3):
-    """C3 with SEAttention in each bottleneck."""
-
-    fixed_attention = ("SEAttention", "bottleneck")
-
-
-@register(rule=conv_repeat)
-class C3ECA(FixedAttentionC3):
-    """C3 with ECAAttention in each bottleneck."""
-
-    fixed_attention = ("ECAAttention", "bottleneck")
-
-
-@register(rule=conv_repeat)
-class C3GC(FixedAttentionC3):
-    """C3 with GCAttention (global context block) in each bottleneck."""
-
-    fixed_attention = ("GCAttention", "bottleneck")
-
-
-@register(rule=conv_repeat)
-class CoT3(FixedAttentionC3):
-    """C3 with CoTAttention in place of each bottleneck's 3×3 conv."""
-
-    fixed_attention = ("CoTAttention", "replace")
-
-
-@register(rule=conv_repeat)
-class BoT3(FixedAttentionC3):
-    """C3 with MHSA (BoTNet self-attention) in place of each bottleneck's 3×3 conv."""
-
-    fixed_attention = ("MHSA", "replace")
-
-
-@register(rule=conv_repeat)
-class C3SimAM(FixedAttentionC3):
-    """C3 with SimAM in each bottleneck."""
-
-    fixed_attention = ("SimAM", "bottleneck")
-
-
-@register(rule=conv_repeat)
-class C3NAM(FixedAttentionC3):
-    """C3 with NAMAttention in each bottleneck."""
-
-    fixed_attention = ("NAMAttention", "bottleneck")
-
+# alias name -> (attention module, where, docstring); each becomes a registered C3 subclass of this module
+_ALIAS_TABLE = {
+    "CBAMC3": ("CBAM", "output", "C3 with CBAM (channel, then spatial gate) after cv3."),
+    "C3CA": ("CoordAtt", "bottleneck", "C3 with CoordAtt in each bottleneck."),
+    "C3SE": ("SEAttention", "bottleneck", "C3 with SEAttention in each bottleneck."),
+    "C3ECA": ("ECAAttention", "bottleneck", "C3 with ECAAttention in each bottleneck."),
+    "C3GC": ("GCAttention", "bottleneck", "C3 with GCAttention (global context block) in each bottleneck."),
+    "CoT3": ("CoTAttention", "replace", "C3 with CoTAttention in place of each bottleneck's 3×3 conv."),
+    "BoT3": ("MHSA", "replace", "C3 with MHSA (BoTNet self-attention) in place of each bottleneck's 3×3 conv."),
+    "C3SimAM": ("SimAM", "bottleneck", "C3 with SimAM in each bottleneck."),
+    "C3NAM": ("NAMAttention", "bottleneck", "C3 with NAMAttention in each bottleneck."),
+}
+for _name, (_module, _where, _doc) in _ALIAS_TABLE.items():  # module-level classes: checkpoints pickle them by name
+    globals()[_name] = register(rule=conv_repeat)(type(_name, (FixedAttentionC3,), {
+        "__doc__": _doc, "__module__": __name__, "__qualname__": _name, "fixed_attention": (_module, _where)}))
 
 # alias name -> (attention module, where)
-ALIASES = {cls.__name__: cls.fixed_attention for cls in (CBAMC3, C3CA, C3SE, C3ECA, C3GC, CoT3, BoT3, C3SimAM,
-                                                           C3NAM)}
+ALIASES = {name: (module, where) for name, (module, where, _) in _ALIAS_TABLE.items()}

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from models.c3_attention import add_attention
 from models.registry import concat, contract, conv, conv_repeat, expand, register
 from utils.torch_utils import fuse_conv_and_bn
 
@@ -152,8 +153,6 @@ class C3(nn.Module):
         self.cv3 = Conv(2 * c_, c2, 1)
         self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
         if attention:
-            from models.blocks import add_attention  # models.blocks imports this module
-
             add_attention(self, attention, where, attention_args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import Any
 import torch.nn as nn
 
 import models.attention  # noqa: F401  (registers the attention modules)
-import models.common  # noqa: F401  (registers the v6.1 layers; Detect registers with models.yolo)
+import models.common  # noqa: F401  (registers the v6.1 layers and, through it, the C3 aliases; Detect: models.yolo)
 from models.registry import (LayerArgs, LayerContext, LayerSpec, ModelConfigError, closest, detect, from_channels,
                              resolve, resolve_arg)
 
