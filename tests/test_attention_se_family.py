@@ -22,6 +22,7 @@ from models.attention.coord_att import CoordAtt
 from models.attention.eca import ECAAttention, eca_kernel_size
 from models.attention.gam import GAMAttention
 from models.attention.se import SEAttention
+from tests.attention_refs import P, sig
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = {c.__name__: c for c in (SEAttention, CBAM, ECAAttention, CoordAtt, GAMAttention)}
@@ -45,13 +46,6 @@ def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------------------- references
-def P(t: torch.Tensor) -> torch.Tensor:  # noqa: N802
-    """A parameter or buffer as a float64 constant."""
-    return t.detach().double()
-
-
-def sig(t: torch.Tensor) -> torch.Tensor:
-    return 1.0 / (1.0 + torch.exp(-t))
 
 
 def conv2d_ref(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from models.attention.ema import EMAttention
 from models.attention.s2_attention import S2Attention
 from models.attention.sge import SpatialGroupEnhance
 from models.attention.soca import SOCA
+from tests.attention_refs import P, sig, softmax
 from utils.flops import count_functional_flops
 
 
@@ -42,20 +43,6 @@ def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
             if name.endswith("gamma") or isinstance(m, SpatialGroupEnhance):  # scalars / SGE's γ, β start at 0, 1
                 p.copy_(torch.randn(p.shape, generator=g))
     return m
-
-
-def P(t: torch.Tensor) -> torch.Tensor:  # noqa: N802
-    """A parameter as a float64 constant."""
-    return t.detach().double()
-
-
-def sig(t: torch.Tensor) -> torch.Tensor:
-    return 1.0 / (1.0 + torch.exp(-t))
-
-
-def softmax(t: torch.Tensor, dim: int) -> torch.Tensor:
-    e = torch.exp(t - t.amax(dim, keepdim=True))
-    return e / e.sum(dim, keepdim=True)
 
 
 def pointwise(conv: nn.Module, t: torch.Tensor) -> torch.Tensor:

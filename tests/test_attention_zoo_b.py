@@ -24,6 +24,7 @@ from models.attention.lska import LSKA
 from models.attention.lsknet import LSKBlock
 from models.attention.mlca import MLCA, adaptive_pool2d
 from models.attention.parnet import ParNetAttention
+from tests.attention_refs import P, softmax
 
 
 def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
@@ -45,13 +46,6 @@ def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------------------- reference helpers
-def P(t: torch.Tensor) -> torch.Tensor:  # noqa: N802  (a parameter or buffer as a float64 constant)
-    return t.detach().double()
-
-
-def softmax(t: torch.Tensor, dim: int) -> torch.Tensor:
-    e = torch.exp(t - t.max(dim, keepdim=True).values)
-    return e / e.sum(dim, keepdim=True)
 
 
 def pw(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

@@ -24,6 +24,7 @@ from models.attention.gct import GCT
 from models.attention.mhsa import MHSA, attend, axis_embedding
 from models.attention.psa import PolarizedSelfAttention
 from models.attention.scse import scSE
+from tests.attention_refs import P, sig
 from utils.flops import count_functional_flops
 
 
@@ -50,13 +51,6 @@ def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------------------- reference pieces
-def P(t: torch.Tensor) -> torch.Tensor:  # noqa: N802
-    """A parameter or buffer as a float64 constant."""
-    return t.detach().double()
-
-
-def sig(t: torch.Tensor) -> torch.Tensor:
-    return 1.0 / (1.0 + torch.exp(-t))
 
 
 def conv2d_ref(x, w, bias=None, dilation=1, groups=1):
