@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 
@@ -19,3 +21,19 @@ def softmax(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Softmax along ``dim``, written out (max-shifted)."""
     e = torch.exp(t - t.amax(dim, keepdim=True))
     return e / e.sum(dim, keepdim=True)
+
+
+def check_against_reference(m: torch.nn.Module, x: torch.Tensor, ref: torch.Tensor, tol32: float = 1e-5,
+                            tol64: float = 1e-10, changes: bool = True) -> torch.Tensor:
+    """Assert the module's fp32 output and its float64 copy's output equal the float64 reference ``ref`` (within
+    ``tol32`` and ``tol64``, relative and absolute), with the input's shape; with ``changes`` also that the module
+    does something (the output differs from ``x``). Returns the fp32 output."""
+    with torch.no_grad():
+        y = m(x)
+        y64 = copy.deepcopy(m).double()(x.double())
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    torch.testing.assert_close(y64, ref, rtol=tol64, atol=tol64)
+    torch.testing.assert_close(y.double(), ref, rtol=tol32, atol=tol32)
+    if changes:
+        assert (y - x).abs().max() > 1e-2  # the module does something
+    return y
