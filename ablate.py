@@ -191,6 +191,8 @@ def train_args(opt: argparse.Namespace, cfg: Path, seed: int, project: Path, nam
            "--project", str(project), "--name", name, "--exist-ok"]
     if opt.device != "":
         cmd += ["--device", str(opt.device)]
+    if opt.deterministic:
+        cmd += ["--deterministic"]
     return cmd + shlex.split(opt.train_args or "")
 
 
@@ -282,7 +284,7 @@ def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
     with RunLock(save_dir, "ablate.py"):  # one ablate.py per folder (the OS drops the lock if it dies)
         state = load_state(state_file)
         settings = {k: getattr(opt, k) for k in ("base", "at", "data", "hyp", "epochs", "imgsz", "batch_size",
-                                                 "weights", "train_args")}
+                                                 "weights", "train_args", "deterministic")}
         diff = settings_diff(state["settings"], settings)
         if diff:
             raise SystemExit(f"{save_dir} holds an ablation trained with other settings ({'; '.join(diff)}). "
@@ -341,6 +343,9 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
                         help="number of seeds (--seeds 2: seeds 0 and 1) or two or more explicit seeds (--seeds 0 5)")
     parser.add_argument("--device", default="", help="train.py --device (cuda device, i.e. 0, or cpu)")
     parser.add_argument("--workers", type=int, default=8, help="train.py --workers")
+    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                        help="train every seed in deterministic mode (train.py --deterministic); --no-deterministic: "
+                             "v6.1's speed-first mode")
     parser.add_argument("--train-args", default="", help="further train.py flags for every run, e.g. '--cos-lr'")
     parser.add_argument("--project", default=str(ROOT / "runs/ablate"), help="save to project/name")
     parser.add_argument("--name", default="exp", help="save to project/name (rerun with the same name to resume)")

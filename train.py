@@ -20,6 +20,7 @@ import contextlib
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from copy import deepcopy
@@ -51,6 +52,7 @@ from utils.amp import AMP_MODES, amp_dtype, check_amp, check_half  # noqa: E402
 from utils.autoanchor import check_anchors  # noqa: E402
 from utils.autobatch import check_train_batch_size  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
+from utils.determinism import NondeterministicOps  # noqa: E402
 from utils.checkpoint import restore_training_state, save_atomic, strip_optimizer  # noqa: E402
 from utils.dataset_yaml import check_dataset, split_path  # noqa: E402
 from utils.datasets import create_dataloader  # noqa: E402
@@ -161,16 +163,20 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     Returns:
         The final validation results ``(P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls)``.
     """
+    deterministic = getattr(opt, "deterministic", False)  # runs saved before the flag existed lack it
+    watch = (NondeterministicOps(Path(opt.save_dir) / "determinism.json", opt.seed) if deterministic
+             else contextlib.nullcontext())  # records the ops with no deterministic kernel
     try:
-        s = setup(hyp, opt, device, callbacks)
-        callbacks.run("on_train_start")
-        for epoch in range(s.start_epoch, s.epochs):
-            s.epoch = epoch
-            if not train_one_epoch(s, epoch):  # a callback set stop_training
-                return s.results
-            if end_epoch(s, epoch):
-                break
-        final_validation(s)
+        with watch:
+            s = setup(hyp, opt, device, callbacks)
+            callbacks.run("on_train_start")
+            for epoch in range(s.start_epoch, s.epochs):
+                s.epoch = epoch
+                if not train_one_epoch(s, epoch):  # a callback set stop_training
+                    return s.results
+                if end_epoch(s, epoch):
+                    break
+            final_validation(s)
         if s.cuda:
             torch.cuda.empty_cache()
         return s.results
@@ -187,7 +193,7 @@ def setup(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     prepare_run_dir(s, hyp)
     register_run_callbacks(s)
     callbacks.run("on_pretrain_routine_start")
-    init_seeds(opt.seed + 1 + RANK)
+    init_seeds(opt.seed + 1 + RANK, deterministic=getattr(opt, "deterministic", False))
     load_data(s)
     build_model(s)
     make_optimizer(s)
@@ -498,11 +504,14 @@ def end_epoch(s: TrainRun, epoch: int) -> bool:
     s.callbacks.run("on_train_epoch_end", epoch=epoch)
     s.ema.update_attr(s.model, include=["yaml", "nc", "hyp", "names", "stride", "class_weights"])
     final_epoch = (epoch + 1 == s.epochs) or s.stopper.possible_stop
+    records = s.save_dir / "records" / "last.npz"  # per-image matches, for paired comparisons (ablate.py)
     if not opt.noval or final_epoch:
-        s.results, s.maps, _ = validate(s, s.ema.ema, plots=False)
+        s.results, s.maps, _ = validate(s, s.ema.ema, plots=False, save_records=records)
     fi = float(fitness(np.array(s.results).reshape(1, -1))[0])  # 0.1 mAP@.5 + 0.9 mAP@.5:.95
     if fi > s.best_fitness:
         s.best_fitness = fi
+    if s.best_fitness == fi and records.exists():  # the epoch best.pt is saved at (ties included)
+        shutil.copyfile(records, records.with_name("best.npz"))
     log_vals = list(s.mloss.tolist()) + list(s.results) + s.lr
     s.callbacks.run("on_fit_epoch_end", log_vals, epoch, s.best_fitness, fi)
 
@@ -595,6 +604,8 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
     parser.add_argument("--freeze", nargs="+", type=int, default=[0], help="Freeze layers: backbone=10, first3=0 1 2")
     parser.add_argument("--save-period", type=int, default=-1, help="Save checkpoint every x epochs (disabled if < 1)")
     parser.add_argument("--seed", type=int, default=0, help="global training seed (v6.1 always used 0)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic algorithms and cuDNN for every seed (slower on GPU; default: v6.1's mode)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES,
                         help="mixed precision: auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or off")
     parser.add_argument("--local_rank", type=int, default=-1, help="DDP parameter, do not modify")

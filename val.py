@@ -35,6 +35,7 @@ from utils.dataset_yaml import check_dataset, split_path  # noqa: E402
 from utils.datasets import create_dataloader  # noqa: E402
 from utils.general import (LOGGER, InputError, OutputNames, check_img_size, check_yaml, colorstr,  # noqa: E402
                            increment_path, print_args, run_cli)
+from utils.eval_records import EvalRecords  # noqa: E402
 from utils.metrics import ConfusionMatrix, ap_per_class, process_batch  # noqa: E402
 from utils.nms import NMS_METHODS, check_nms_method, non_max_suppression  # noqa: E402
 from utils.plots import output_to_target, plot_images  # noqa: E402
@@ -76,6 +77,8 @@ class Validation:
         save_txt, save_conf, save_json, save_dir, plots: outputs; callbacks, compute_loss: as passed to run.
         seen, dt, loss, stats, jdict: images seen, seconds (pre-process, inference, NMS), val losses,
             per-image (correct, conf, cls, target cls) and COCO predictions.
+        images, stat_image: every image path in order, and the index into ``images`` of each ``stats`` entry
+            (the per-image evaluation records, ``utils.eval_records``).
     """
 
     model: Any
@@ -106,6 +109,8 @@ class Validation:
     loss: torch.Tensor | None = None
     stats: list = field(default_factory=list)
     jdict: list = field(default_factory=list)
+    images: list = field(default_factory=list)
+    stat_image: list = field(default_factory=list)
     nms: str = "nms"
     soft_sigma: float = 0.5
 
@@ -139,11 +144,13 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         callbacks: Callbacks | None = None,
         compute_loss: Any = None,
         nms: str = "nms",
-        soft_sigma: float = 0.5) -> tuple:
+        soft_sigma: float = 0.5,
+        save_records: bool | str | Path = False) -> tuple:
     """Validate ``weights`` (or a ``model`` passed by train.py) on the ``task`` split of ``data``.
 
     ``nms`` picks the suppression (``nms``: v6.1's hard NMS; ``diou``, ``soft-linear``, ``soft-gaussian``: see
-    ``utils.nms_variants``) and ``soft_sigma`` is the σ of ``soft-gaussian``.
+    ``utils.nms_variants``) and ``soft_sigma`` is the σ of ``soft-gaussian``. ``save_records`` writes the
+    per-image evaluation records (``utils.eval_records``) to that path, or to ``save_dir/records.npz`` when True.
 
     Returns:
         ``((P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls), maps, times)`` with ``maps`` the per-class
@@ -181,6 +188,9 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         val_batch(v, batch_i, *batch)
 
     metrics = compute_metrics(v)
+    if save_records:
+        f = save_dir / "records.npz" if save_records is True else Path(save_records)
+        EvalRecords.from_stats(v.images, v.stats, v.stat_image, v.iouv.tolist()).save(f)
     t = report(v, metrics, verbose, batch_size, imgsz)
     mp, mr, map50, map_, ap, ap_class = metrics[:6]
     if plots:  # v6.1 fires on_val_end only here, after the plots
@@ -287,8 +297,10 @@ def val_image(v: Validation, pred: torch.Tensor, labels: torch.Tensor, im: torch
     tcls = labels[:, 0].tolist() if nl else []
     shape = shapes[0]
     v.seen += 1
+    v.images.append(str(path))
     if len(pred) == 0:
         if nl:
+            v.stat_image.append(len(v.images) - 1)
             v.stats.append((torch.zeros(0, niou, dtype=torch.bool), torch.Tensor(), torch.Tensor(), tcls))
         return
     if v.single_cls:
@@ -305,6 +317,7 @@ def val_image(v: Validation, pred: torch.Tensor, labels: torch.Tensor, im: torch
     else:
         correct = torch.zeros(pred.shape[0], niou, dtype=torch.bool)
     v.stats.append((correct.cpu(), pred[:, 4].cpu(), pred[:, 5].cpu(), tcls))
+    v.stat_image.append(len(v.images) - 1)
     if v.save_txt:
         save_one_txt(predn, v.save_conf, shape, file=v.save_dir / "labels" / (v.out_name(path) + ".txt"))
     if v.save_json:
@@ -397,6 +410,7 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
     parser.add_argument("--nms", default="nms", choices=NMS_METHODS, help="suppression: hard NMS, DIoU-NMS, Soft-NMS")
     parser.add_argument("--soft-sigma", type=float, default=0.5, help="sigma of --nms soft-gaussian")
+    parser.add_argument("--save-records", action="store_true", help="save per-image evaluation records (records.npz)")
     opt = parser.parse_args()
     opt.data = check_yaml(opt.data)
     opt.save_json |= str(opt.data).endswith("coco.yaml")

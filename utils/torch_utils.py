@@ -151,16 +151,26 @@ def torch_distributed_zero_first(local_rank: int):
         dist.barrier(device_ids=[0]) if torch.cuda.is_available() else dist.barrier()
 
 
-def init_seeds(seed: int = 0) -> None:
-    """Seed random, numpy and torch: seed 0 is deterministic, others let cuDNN benchmark."""
+def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed random, numpy and torch.
+
+    Args:
+        seed: the seed.
+        deterministic: every seed in deterministic mode (``utils.determinism.set_deterministic``). Without it,
+            v6.1's speed-first rule: seed 0 is deterministic, other seeds let cuDNN benchmark.
+    """
     import random
 
     import numpy as np
 
+    from utils.determinism import set_deterministic
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    cudnn.benchmark, cudnn.deterministic = (False, True) if seed == 0 else (True, False)
+    set_deterministic(deterministic)
+    if not deterministic:
+        cudnn.benchmark, cudnn.deterministic = (False, True) if seed == 0 else (True, False)
 
 
 class ModelEMA:
