@@ -1,31 +1,35 @@
-"""Ablate attention modules: train a base model and one variant per module, same hyp and seeds; tabulate and plot.
+"""Ablate attention modules: train a base model and its attention variants over seeds; compare them, paired.
 
 Usage:
-    $ python ablate.py --base models/yolov5n.yaml --modules NAMAttention SimAM CoTAttention --at 23 \\
-          --data ../shared/data/bccd/bccd.yaml --epochs 3 --img 320 --seeds 2 --device cpu --workers 2 --name bccd_e3
+    $ python ablate.py --base models/yolov5n.yaml --modules NAMAttention SimAM --at 23 \\
+          --data ../shared/data/bccd/bccd.yaml --epochs 10 --img 320 --seeds 2 --device cpu --workers 2 --name bccd
+    $ python ablate.py --modules SimAM --sweep-at 2 4 6 9 13 17 20 23 ...   # where does SimAM help?
 
 ``--at N`` inserts each module right *after* layer N (``models/yaml_edit.insert_after``): the attention layer
 reads layer N's output and feeds every layer that read N (``--at 23`` on yolov5n/s puts it between the last C3 and
 Detect, as in ``models/yolov5s-NAM.yaml``). Several ``--at`` values insert one copy after each of those layers.
+``--sweep-at`` makes one variant per module and position instead (``SimAM@9``: SimAM after layer 9). With
+``--weights`` every variant starts from the same pretrained weights (the exact transfer of an insertion).
 
-Everything goes to ``<project>/<name>`` (default ``runs/ablate/exp``): ``cfgs/<variant>.yaml`` (``baseline`` is the
-base yaml), ``runs/<variant>_s<seed>/`` (one ``train.py`` run each, in a subprocess), ``logs/<variant>_s<seed>.log``,
-``ablation.json`` (state), ``ablation.md``, ``ablation.csv`` and ``ablation.png``. Rerunning the same command
-resumes: finished runs are skipped, an interrupted run continues from its ``last.pt`` (``train.py --resume``), a
-run without one starts again, failed runs are retried; the training settings must match the first invocation.
+Every run trains in deterministic mode (``train.py --deterministic``, all seeds alike; ``--no-deterministic`` for
+v6.1's mode). Metrics are those of each run's best epoch (max 0.1·mAP@.5 + 0.9·mAP@.5:.95, the epoch ``best.pt``
+was saved at); each variant is compared with the baseline of the same seed by a paired bootstrap over validation
+images (``utils.bootstrap``, ``--bootstrap`` resamples) on the per-image records of that epoch. Params and GFLOPs
+are those of the model as trained; latency that of the fused model (CPU fp32 batch 1; GPU fp16 batch 1 and 32 when
+CUDA is there), timed in interleaved rounds once and cached (``--remeasure`` re-times).
 
-Metrics are those of each run's best epoch in its ``results.csv`` (max 0.1·mAP@.5 + 0.9·mAP@.5:.95: the epoch
-``best.pt`` was saved at). Params and GFLOPs (at ``--img``) are those of the model as trained (train.py's summary
-line); CPU latency (median over ``--lat-rounds`` shuffled rounds of the median of ``--lat-runs`` batch-1 forwards, after
-``--lat-warmup``, ``--threads`` torch threads,
-eval) is that of the *fused* model, as deployed and as in ``benchmarks/latency.py``. Latency is measured once per
-variant before training and cached; ``--remeasure`` re-times.
+Everything goes to ``<project>/<name>`` (default ``runs/ablate/exp``): ``cfgs/<variant>.yaml``,
+``runs/<variant>_s<seed>/`` (one ``train.py`` run each, in a subprocess), ``logs/``, ``ablation.json`` (state),
+``ablation.md`` (the report), ``ablation.csv``, ``ablation.png`` and, for a sweep, ``sweep.png``. Rerunning the
+same command resumes: finished runs are skipped, an interrupted run continues from its ``last.pt``, failed runs
+are retried; the training settings must match the first invocation. See docs/ablation.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -53,8 +57,12 @@ from models.graph import LayerGraph  # noqa: E402
 from models.registry import nominal_for  # noqa: E402
 from models.yaml_edit import insert_after  # noqa: E402
 from models.yolo import Model  # noqa: E402
-from utils.ablation import (BASELINE, best_epoch_metrics, load_state, markdown_table, plot_map_vs_latency,  # noqa: E402
-                            run_key, save_state, settings_diff, summarize, write_csv, write_markdown)
+from utils.ablation import (BASELINE, best_epoch_metrics, load_state, run_key, save_state,  # noqa: E402
+                            settings_diff, summarize)
+from utils.ablation_info import report_info  # noqa: E402
+from utils.ablation_plots import plot_ablation, plot_sweep  # noqa: E402
+from utils.ablation_report import markdown_table, paired_table, write_csv, write_report  # noqa: E402
+from utils.ablation_stats import paired_results  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
 from utils.general import LOGGER, colorstr, print_args, run_cli  # noqa: E402
@@ -99,56 +107,111 @@ def variant_yaml(base_text: str, module: str, at: list[int], channels: dict[int,
     return text
 
 
-def write_cfgs(base: Path, modules: list[str], at: list[int], cfg_dir: Path) -> dict[str, Path]:
-    """Write ``baseline.yaml`` (the base text) and one ``<module>.yaml`` per module; return ``{variant: path}``.
+def variant_specs(modules: list[str], at: list[int], sweep_at: list[int] | None) -> dict[str, tuple[str, list[int]]]:
+    """``{variant: (module, positions)}``: one variant per module after every ``at`` layer, or with ``sweep_at``
+    one variant per module and position, named ``<module>@<position>``."""
+    if sweep_at:
+        return {f"{m}@{p}": (m, [p]) for m in modules for p in dict.fromkeys(sweep_at)}
+    return {m: (m, list(at)) for m in modules}
+
+
+def write_cfgs(base: Path, specs: dict[str, tuple[str, list[int]]], cfg_dir: Path) -> dict[str, Path]:
+    """Write ``baseline.yaml`` (the base text) and one ``<variant>.yaml`` per spec; return ``{variant: path}``.
 
     A cfg that already exists (a resumed ablation) must describe the same model: its runs were trained with it.
     """
     text = base.read_text()
     d = yaml.safe_load(text)
-    channels = layer_channels(d, sorted(set(at)))
+    channels = layer_channels(d, sorted({p for _, at in specs.values() for p in at}))
     texts = {BASELINE: text}
-    for m in modules:
-        texts[m] = variant_yaml(text, m, at, channels, float(d.get("width_multiple", 1.0)))
+    for v, (m, at) in specs.items():
+        texts[v] = variant_yaml(text, m, at, channels, float(d.get("width_multiple", 1.0)))
     cfg_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, t in texts.items():
         f = cfg_dir / f"{name}.yaml"
         if f.exists() and yaml.safe_load(f.read_text()) != yaml.safe_load(t):
-            raise SystemExit(f"{f} exists and describes a different model than --base {base} --at {at} gives now; "
-                             f"its runs were trained with the old one. Use another --name or delete {cfg_dir.parent}.")
+            raise SystemExit(f"{f} exists and describes a different model than --base {base} with these positions "
+                             f"gives now; its runs were trained with the old one. Use another --name or delete "
+                             f"{cfg_dir.parent}.")
         if not f.exists():
             f.write_text(t)
         paths[name] = f
     return paths
 
 
+def layer_stages(cfg: str | Path, positions: list[int], img: int = 64) -> dict[int, str]:
+    """``{position: "P4 backbone"}``: the pyramid level (output stride 2**k) and part of the model of each layer.
+
+    The strides come from one forward of the base model at ``img`` px; rows of the yaml's ``head`` before Detect
+    are the neck.
+    """
+    with quiet():
+        model = Model(cfg).eval()
+    with torch.no_grad(), model.record(positions) as rec:
+        model(torch.zeros(1, 3, img, img))
+    graph = LayerGraph.from_dict(model.yaml)
+    out = {}
+    for p in positions:
+        level = round(math.log2(img / rec[p].output.shape[-1]))
+        out[p] = f"P{level} {'backbone' if graph[p].section == 'backbone' else 'neck'}"
+    return out
+
+
 def measure(cfgs: dict[str, Path], img: int, nc: int | None, warmup: int, runs: int, threads: int,
             rounds: int = 5) -> dict[str, dict]:
-    """Params and GFLOPs at ``img`` of each variant as trained, and the CPU latency (ms) of each fused.
+    """Params and GFLOPs at ``img`` of each variant as trained, and the latency (ms) of each fused.
 
     Params are counted before fusing because fusing turns some modules' trained weights into buffers (NAM's BN
-    scale and shift), which would hide what a module adds; latency is that of the fused model, as deployed. All
-    variants are timed together in shuffled interleaved rounds (``utils.profiling.interleaved_median_ms``): timed
-    one after another, identical models differ by ±10% on a 2-core CPU.
+    scale and shift), which would hide what a module adds; latency is that of the fused model, as deployed:
+    CPU fp32 batch 1 always, and GPU fp16 batch 1 and batch 32 when CUDA is available (None otherwise; the report
+    writes n/a). All variants are timed together in shuffled interleaved rounds
+    (``utils.profiling.interleaved_median_ms``): timed one after another, identical models differ by ±10% on a
+    2-core CPU.
     """
-    out, calls = {}, {}
-    x = torch.zeros(1, 3, img, img)
+    out, models = {}, {}
     for v, cfg in cfgs.items():
         with quiet():
             model = Model(cfg, nc=nc).eval()
             out[v] = {"params": sum(p.numel() for p in model.parameters()), "gflops": model_gflops(model, img)}
-            model.fuse()
-        calls[v] = lambda m=model: m(x)
+            models[v] = model.fuse()
+    x = torch.zeros(1, 3, img, img)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            lat = interleaved_median_ms(calls, warmup, runs, rounds)
+            cpu = interleaved_median_ms({v: (lambda m=m: m(x)) for v, m in models.items()}, warmup, runs, rounds)
     finally:
         torch.set_num_threads(old)
-    at = {"img": img, "threads": threads, "warmup": warmup, "runs": runs, "rounds": rounds}
-    return {v: {**out[v], "latency_ms": lat[v], "latency_at": at} for v in cfgs}
+    gpu = gpu_latency(models, img, warmup, runs, rounds) if torch.cuda.is_available() else {}
+    at = {"img": img, "threads": threads, "warmup": warmup, "runs": runs, "rounds": rounds,
+          "gpu": torch.cuda.get_device_name(0) if gpu else None}
+    return {v: {**out[v], "latency_ms": cpu[v], "latency_at": at,
+                "latency": {"cpu_fp32_b1": cpu[v], **gpu.get(v, {"gpu_fp16_b1": None, "gpu_fp16_b32": None})}}
+            for v in cfgs}
+
+
+def gpu_latency(models: dict[str, torch.nn.Module], img: int, warmup: int, runs: int, rounds: int
+                ) -> dict[str, dict[str, float]]:
+    """``{variant: {"gpu_fp16_b1", "gpu_fp16_b32"}}`` ms per forward on CUDA device 0, fp16, synchronised."""
+    out = {v: {} for v in models}
+    for bs in (1, 32):
+        x = torch.zeros(bs, 3, img, img, device="cuda", dtype=torch.half)
+        calls = {}
+        for v, m in models.items():
+            g = deepcopy(m).cuda().half()
+
+            def call(g=g):
+                g(x)
+                torch.cuda.synchronize()  # the kernels' time, not the launch's
+
+            calls[v] = call
+        with torch.no_grad():
+            for v, ms in interleaved_median_ms(calls, warmup, runs, rounds).items():
+                out[v][f"gpu_fp16_b{bs}"] = ms
+        del calls
+        torch.cuda.empty_cache()
+    return out
 
 
 # --------------------------------------------------------------------------------------------------- training
@@ -238,23 +301,24 @@ def data_nc(data: str | Path) -> int | None:
 
 
 def write_outputs(opt: argparse.Namespace, save_dir: Path, state: dict, variants: list[str]) -> list[dict]:
-    """Summarise the finished runs into ablation.md, ablation.csv and ablation.png; return the rows."""
+    """Summarise the finished runs into ablation.md, ablation.csv, ablation.png (and sweep.png); return the rows."""
     info = {v: {**state["variants"][v], "cfg": Path(state["variants"][v]["cfg"]).name} for v in variants}
     rows = summarize(info, state["runs"], opt.seeds)
-    lat = state["variants"][variants[0]]["latency_at"]
-    notes = [f"base `{opt.base}`, modules inserted after layer(s) {', '.join(map(str, opt.at))}; data `{opt.data}`",
-             f"{opt.epochs} epochs, img {opt.imgsz}, batch {opt.batch_size}, hyp `{Path(opt.hyp).name}`, weights "
-             f"`{opt.weights or 'none (from scratch)'}`, seeds {' '.join(map(str, opt.seeds))}",
-             "mAP: best epoch of each run (max 0.1·mAP@.5 + 0.9·mAP@.5:.95, results.csv), mean ± sample std over "
-             "seeds; Δ = variant mean − baseline mean",
-             f"params and GFLOPs (img {opt.imgsz}) of the model as trained; latency of the fused model: median of "
-             f"{lat['runs']} CPU batch-1 forwards at {lat['img']} px after {lat['warmup']} warm-up, "
-             f"{lat['threads']} threads"]
-    write_markdown(rows, save_dir / "ablation.md", notes)
+    paired = paired_results(state["runs"], variants, opt.seeds, n=opt.bootstrap, seed=opt.bootstrap_seed)
+    specs = variant_specs(opt.modules, opt.at, opt.sweep_at)
+    stages = state.get("stages", {})
+    for r in rows:
+        module, at = specs.get(r["variant"], (None, []))
+        r.update(paired=paired.get(r["variant"]), module=module, at=at,
+                 stage=stages.get(str(at[0])) if len(at) == 1 else None,
+                 latency=state["variants"][r["variant"]].get("latency"))
+    where = f"swept over layers {', '.join(map(str, opt.sweep_at))}" if opt.sweep_at else \
+        f"inserted after layer(s) {', '.join(map(str, opt.at))}"
+    title = f"{Path(opt.base).stem} + attention {where}, {opt.epochs} epochs, {len(opt.seeds)} seed(s)"
+    plots = [f.name for f in (plot_ablation(rows, save_dir / "ablation.png", title),
+                              plot_sweep(rows, save_dir / "sweep.png", title) if opt.sweep_at else None) if f]
+    write_report(save_dir / "ablation.md", rows, report_info(opt, state, plots, where, build_parser(), ROOT))
     write_csv(rows, opt.seeds, save_dir / "ablation.csv")
-    plot_map_vs_latency(rows, save_dir / "ablation.png",
-                        f"{Path(opt.base).stem} + attention after layer {','.join(map(str, opt.at))}, "
-                        f"{opt.epochs} epochs, {len(opt.seeds)} seed(s)")
     return rows
 
 
@@ -271,68 +335,93 @@ def seed_list(seeds: int | list[int]) -> list[int]:
 def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
     """Run (or resume) the ablation described by ``opt``; return the summary rows and the failed run keys."""
     print_args(FILE.stem, opt)
-    opt.base, opt.data, opt.hyp = (str(Path(x).resolve()) for x in (opt.base, opt.data, opt.hyp))
-    if opt.weights:
-        opt.weights = str(Path(opt.weights).resolve())
-    opt.modules = list(dict.fromkeys(opt.modules))  # no duplicates, order kept
-    opt.seeds = seed_list(opt.seeds)
-    if BASELINE in opt.modules:
-        raise SystemExit(f"'{BASELINE}' is the name of the unmodified model, not a module")
+    check_options(opt)
     save_dir = Path(opt.project) / opt.name
     save_dir.mkdir(parents=True, exist_ok=True)
     state_file = save_dir / "ablation.json"
     with RunLock(save_dir, "ablate.py"):  # one ablate.py per folder (the OS drops the lock if it dies)
         state = load_state(state_file)
         settings = {k: getattr(opt, k) for k in ("base", "at", "data", "hyp", "epochs", "imgsz", "batch_size",
-                                                 "weights", "train_args", "deterministic")}
+                                                 "weights", "train_args", "deterministic", "sweep_at")}
+        settings = {k: v for k, v in settings.items() if v is not None}  # ablations made before an option existed
         diff = settings_diff(state["settings"], settings)
         if diff:
             raise SystemExit(f"{save_dir} holds an ablation trained with other settings ({'; '.join(diff)}). "
                              f"Use another --name, or delete the folder to start over.")
         state["settings"] = settings
-        cfgs = write_cfgs(Path(opt.base), opt.modules, opt.at, save_dir / "cfgs")
+        specs = variant_specs(opt.modules, opt.at, opt.sweep_at)
+        cfgs = write_cfgs(Path(opt.base), specs, save_dir / "cfgs")
         variants = list(cfgs)
-
-        nc, threads = data_nc(opt.data), opt.threads or os.cpu_count() or 1
-        want = {"img": opt.imgsz, "threads": threads, "warmup": opt.lat_warmup, "runs": opt.lat_runs,
-                "rounds": opt.lat_rounds}
-        if opt.remeasure or any((state["variants"].get(v) or {}).get("latency_at") != want for v in variants):
-            LOGGER.info(f"Measuring {', '.join(variants)}: params, GFLOPs, CPU latency ({threads} threads, "
-                        f"img {opt.imgsz}, {opt.lat_rounds} interleaved rounds)...")
-            for v, m in measure(cfgs, opt.imgsz, nc, opt.lat_warmup, opt.lat_runs, threads, opt.lat_rounds).items():
-                state["variants"][v] = {"cfg": str(cfgs[v]), **m}
-            save_state(state, state_file)
-
-        todo = [(v, s) for s in opt.seeds for v in variants]
-        done = [k for k in (run_key(v, s) for v, s in todo) if state["runs"].get(k, {}).get("status") == "done"]
-        if done:
-            LOGGER.info(f"Finished runs kept, not retrained: {', '.join(done)}")
-        pending = [(v, s) for v, s in todo if run_key(v, s) not in done]
-        with logging_redirect_tqdm(loggers=[LOGGER]):  # log lines above the bar, not inside it
-            pbar = tqdm(pending, total=len(todo), initial=len(done), desc="ablation", unit="run",
-                        bar_format="{l_bar}{bar:10}{r_bar}")
-            for v, s in pbar:
-                key = run_key(v, s)
-                pbar.set_description(f"ablation {key}")
-                state["runs"][key] = train_run(opt, v, cfgs[v], s, save_dir)
-                save_state(state, state_file)
-                write_outputs(opt, save_dir, state, variants)
-            pbar.close()
+        measure_variants(opt, state, cfgs)
+        state["stages"] = {str(p): st for p, st in layer_stages(opt.base, sorted({p for _, at in specs.values()
+                                                                                    for p in at})).items()}
+        save_state(state, state_file)
+        todo = train_all(opt, state, state_file, save_dir, cfgs)
         rows = write_outputs(opt, save_dir, state, variants)
     failed = [run_key(v, s) for v, s in todo if state["runs"].get(run_key(v, s), {}).get("status") != "done"]
     for k in failed:
         LOGGER.error(f"{k} failed: see {state['runs'][k]['log']}; rerun the same command to retry it")
     LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}: ablation.md, ablation.csv, ablation.png")
-    print("\n" + markdown_table(rows) + "\n")
+    print("\n" + markdown_table(rows) + "\n" + paired_table(rows) + "\n")
     return rows, failed
 
 
-def parse_opt(known: bool = False) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="train a base model and its attention variants; table and plot")
+def check_options(opt: argparse.Namespace) -> None:
+    """Resolve paths, drop duplicate modules, expand ``--seeds``; stop with a message on a bad option."""
+    opt.base, opt.data, opt.hyp = (str(Path(x).resolve()) for x in (opt.base, opt.data, opt.hyp))
+    if opt.weights:
+        opt.weights = str(Path(opt.weights).resolve())
+    opt.modules = list(dict.fromkeys(opt.modules))  # no duplicates, order kept
+    opt.seeds = seed_list(opt.seeds)
+    opt.sweep_at = list(dict.fromkeys(opt.sweep_at)) if opt.sweep_at else None
+    if BASELINE in opt.modules:
+        raise SystemExit(f"'{BASELINE}' is the name of the unmodified model, not a module")
+    if opt.bootstrap < 0:
+        raise SystemExit(f"--bootstrap {opt.bootstrap}: give a number of resamples >= 0 (0: no paired comparison)")
+
+
+def measure_variants(opt: argparse.Namespace, state: dict, cfgs: dict[str, Path]) -> None:
+    """Params, GFLOPs and latencies of every variant, unless already in ``state`` with the same timing settings."""
+    nc, threads = data_nc(opt.data), opt.threads or os.cpu_count() or 1
+    want = {"img": opt.imgsz, "threads": threads, "warmup": opt.lat_warmup, "runs": opt.lat_runs,
+            "rounds": opt.lat_rounds, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    if opt.remeasure or any((state["variants"].get(v) or {}).get("latency_at") != want for v in cfgs):
+        LOGGER.info(f"Measuring {', '.join(cfgs)}: params, GFLOPs, latency ({threads} CPU threads, "
+                    f"img {opt.imgsz}, {opt.lat_rounds} interleaved rounds)...")
+        for v, m in measure(cfgs, opt.imgsz, nc, opt.lat_warmup, opt.lat_runs, threads, opt.lat_rounds).items():
+            state["variants"][v] = {"cfg": str(cfgs[v]), **m}
+
+
+def train_all(opt: argparse.Namespace, state: dict, state_file: Path, save_dir: Path,
+              cfgs: dict[str, Path]) -> list[tuple[str, int]]:
+    """Train every (variant, seed) not finished yet, seed by seed; returns all of them."""
+    variants = list(cfgs)
+    todo = [(v, s) for s in opt.seeds for v in variants]
+    done = [k for k in (run_key(v, s) for v, s in todo) if state["runs"].get(k, {}).get("status") == "done"]
+    if done:
+        LOGGER.info(f"Finished runs kept, not retrained: {', '.join(done)}")
+    pending = [(v, s) for v, s in todo if run_key(v, s) not in done]
+    with logging_redirect_tqdm(loggers=[LOGGER]):  # log lines above the bar, not inside it
+        pbar = tqdm(pending, total=len(todo), initial=len(done), desc="ablation", unit="run",
+                    bar_format="{l_bar}{bar:10}{r_bar}")
+        for v, s in pbar:
+            key = run_key(v, s)
+            pbar.set_description(f"ablation {key}")
+            state["runs"][key] = train_run(opt, v, cfgs[v], s, save_dir)
+            save_state(state, state_file)
+            write_outputs(opt, save_dir, state, variants)
+        pbar.close()
+    return todo
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="train a base model and its attention variants; report, plots")
     parser.add_argument("--base", default=str(ROOT / "models/yolov5n.yaml"), help="base model.yaml")
     parser.add_argument("--modules", nargs="+", default=["NAMAttention", "SimAM", "CoTAttention"],
                         help="registered attention modules, one variant each")
     parser.add_argument("--at", nargs="+", type=int, default=[23], help="insert after layer(s) N")
+    parser.add_argument("--sweep-at", nargs="+", type=int, default=None,
+                        help="placement sweep: one variant per module and layer N (module after N), instead of --at")
     parser.add_argument("--data", default=str(ROOT / "data/shapes.yaml"), help="dataset.yaml (default: the demo set)")
     parser.add_argument("--hyp", default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"), help="hyperparameters path")
     parser.add_argument("--weights", default="", help="pretrained weights to transfer into every run ('' = scratch)")
@@ -349,11 +438,18 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
     parser.add_argument("--train-args", default="", help="further train.py flags for every run, e.g. '--cos-lr'")
     parser.add_argument("--project", default=str(ROOT / "runs/ablate"), help="save to project/name")
     parser.add_argument("--name", default="exp", help="save to project/name (rerun with the same name to resume)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (0: none)")
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling")
     parser.add_argument("--remeasure", action="store_true", help="re-time latency even when it is cached")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads for timing (0 = all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for CPU timing (0 = all cores)")
     parser.add_argument("--lat-warmup", type=int, default=10, help="untimed forwards before timing")
     parser.add_argument("--lat-runs", type=int, default=30, help="timed forwards per round (median)")
     parser.add_argument("--lat-rounds", type=int, default=5, help="interleaved timing rounds (median of rounds)")
+    return parser
+
+
+def parse_opt(known: bool = False) -> argparse.Namespace:
+    parser = build_parser()
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
 

@@ -17,7 +17,8 @@ import yaml
 import ablate
 from models.yolo import Model
 from tests.conftest import ROOT
-from utils.ablation import best_epoch_metrics, markdown_table, mean_std, summarize, write_csv
+from utils.ablation import best_epoch_metrics, mean_std, summarize
+from utils.ablation_report import markdown_table, write_csv
 from utils.loggers import csv_header, csv_row
 from utils.profiling import interleaved_median_ms, median_ms
 
@@ -41,7 +42,8 @@ def _write_results(f: Path, rows: list[tuple[int, float, float]], append: bool =
 
 # ----------------------------------------------------------------------------------------------- variant yamls
 def test_variants_match_ready_made_yamls_and_build(tmp_path):
-    cfgs = ablate.write_cfgs(MODELS / "yolov5n.yaml", ["NAMAttention", "SimAM", "CoTAttention"], [23], tmp_path)
+    specs = ablate.variant_specs(["NAMAttention", "SimAM", "CoTAttention"], [23], None)
+    cfgs = ablate.write_cfgs(MODELS / "yolov5n.yaml", specs, tmp_path)
     assert list(cfgs) == ["baseline", "NAMAttention", "SimAM", "CoTAttention"]
     assert cfgs["baseline"].read_text() == (MODELS / "yolov5n.yaml").read_text()
     # --at 23 = after layer 23: the same model as the hand-written yamls (attention at 24, Detect reads 24)
@@ -51,17 +53,19 @@ def test_variants_match_ready_made_yamls_and_build(tmp_path):
         m = Model(f)
         assert type(m.model[24]).__name__ == name and m.model[-1].f == [17, 20, 24]
     with pytest.raises(SystemExit, match="different model"):  # a resumed ablation must not change its models
-        ablate.write_cfgs(MODELS / "yolov5n.yaml", ["SimAM"], [20], tmp_path)
+        ablate.write_cfgs(MODELS / "yolov5n.yaml", ablate.variant_specs(["SimAM"], [20], None), tmp_path)
 
 
 def test_several_insertion_points_and_bad_index(tmp_path):
-    f = ablate.write_cfgs(MODELS / "yolov5n.yaml", ["SimAM"], [20, 17], tmp_path)["SimAM"]
+    f = ablate.write_cfgs(MODELS / "yolov5n.yaml", ablate.variant_specs(["SimAM"], [20, 17], None), tmp_path)
+    f = f["SimAM"]
     rows = _layers(f)
     assert [r[2] for r in rows].count("SimAM") == 2 and rows[18][2] == "SimAM" and rows[22][2] == "SimAM"
     assert rows[-1][0] == [18, 22, 25]  # Detect reads both attention layers and the shifted P5 output
     assert Model(f).model[-1].f == [18, 22, 25] and rows[23][0] == -1  # P5 conv reads the P4 attention
     with pytest.raises(ValueError, match="out of range"):
-        ablate.write_cfgs(MODELS / "yolov5n.yaml", ["SimAM"], [24], tmp_path / "x")  # 24 is Detect
+        ablate.write_cfgs(MODELS / "yolov5n.yaml", ablate.variant_specs(["SimAM"], [24], None),  # 24 is Detect
+                          tmp_path / "x")
 
 
 # ----------------------------------------------------------------------------------------------- metrics, table
@@ -202,7 +206,8 @@ def test_rerun_after_crashes_trains_only_unfinished_runs(tmp_path, monkeypatch, 
             measured.append(cfg.stem)
             other = cfg.stem != "baseline"
             out[v] = {"params": 100 + 10 * other, "gflops": 1.0, "latency_ms": 5.0 + other,
-                      "latency_at": {"img": img, "threads": threads, "warmup": warmup, "runs": runs, "rounds": rounds}}
+                      "latency_at": {"img": img, "threads": threads, "warmup": warmup, "runs": runs, "rounds": rounds,
+                                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
         return out
 
     fake = FakeTrain({"SimAM_s0": "fail", "baseline_s1": "crash_end", "SimAM_s1": "crash_mid"})

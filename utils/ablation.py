@@ -1,6 +1,8 @@
-"""Bookkeeping for ``ablate.py``: the resumable state file, per-run metrics, the summary table, CSV and plot.
+"""Bookkeeping for ``ablate.py``: the resumable state file, per-run metrics and the summary rows.
 
-Nothing here builds models or trains; ``ablate.py`` does that and hands plain numbers to these functions.
+Nothing here builds models or trains; ``ablate.py`` does that and hands plain numbers to these functions. The
+outputs made from the summary rows live in :mod:`utils.ablation_report` (Markdown tables, CSV, the report) and
+:mod:`utils.ablation_plots` (figures); their old names here are lazy re-exports (see :func:`__getattr__`).
 
 Metrics of one run come from its ``results.csv``: the row of the best epoch, i.e. the last row with the highest
 fitness 0.1·mAP@.5 + 0.9·mAP@.5:.95 (train.py saves ``best.pt`` at that epoch, ties included). A resumed run may
@@ -146,86 +148,20 @@ def summarize(variants: dict[str, dict], runs: dict[str, dict], seeds: Iterable[
     return rows
 
 
-# ---------------------------------------------------------------------------------------------------- outputs
-def _pm(mean: float | None, std: float | None, nd: int = 4) -> str:
-    if mean is None:
-        return "n/a"
-    return f"{mean:.{nd}f}" + (f" ± {std:.{nd}f}" if std is not None else "")
+# ------------------------------------------------------------------------------------ backward compatibility
+_MOVED = {"markdown_table": "utils.ablation_report", "write_csv": "utils.ablation_report",
+          "write_markdown": "utils.ablation_report", "plot_map_vs_latency": "utils.ablation_plots"}
 
 
-def _num(x: Any, fmt: str) -> str:
-    return "n/a" if x is None else format(x, fmt)
+def __getattr__(name: str) -> Any:
+    """Lazy re-exports of the output functions that moved out of this module, for callers of the old names.
 
-
-def markdown_table(rows: Sequence[dict]) -> str:
-    """The ablation table in Markdown: variant, params, GFLOPs, latency, mAPs (mean ± std), Δ mAP@.5:.95, n."""
-    lines = ["| variant | params | GFLOPs | latency ms | mAP@.5 | mAP@.5:.95 | Δ mAP@.5:.95 | seeds |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        d = r.get("d_mAP50_95")
-        delta = "n/a" if d is None else ("—" if r["variant"] == BASELINE else f"{d:+.4f}")
-        lines.append(f"| {r['variant']} | {_num(r['params'], ',')} | {_num(r['gflops'], '.2f')} | "
-                     f"{_num(r['latency_ms'], '.1f')} | {_pm(r['mAP50_mean'], r['mAP50_std'])} | "
-                     f"{_pm(r['mAP50_95_mean'], r['mAP50_95_std'])} | {delta} | {r['n']} |")
-    return "\n".join(lines)
-
-
-def write_markdown(rows: Sequence[dict], path: str | Path, notes: Sequence[str] = ()) -> Path:
-    """Write ``# Ablation``, the ``notes`` (one bullet each) and :func:`markdown_table` to ``path``."""
-    path = Path(path)
-    text = "# Ablation\n\n" + "".join(f"- {n}\n" for n in notes) + ("\n" if notes else "") + markdown_table(rows)
-    path.write_text(text + "\n")
-    return path
-
-
-def write_csv(rows: Sequence[dict], seeds: Iterable[int], path: str | Path) -> Path:
-    """Write the summary rows and every seed's P, R, mAP@.5, mAP@.5:.95 and best epoch to a CSV file."""
-    path = Path(path)
-    seeds = list(seeds)
-    keys = list(METRIC_COLUMNS)
-    head = ["variant", "cfg", "params", "gflops", "latency_ms", "n_seeds"]
-    head += [f"{k}_{s}" for k in keys for s in ("mean", "std")] + [f"delta_{k}" for k in keys]
-    head += [f"{k}_s{s}" for s in seeds for k in (*keys, "best_epoch")]
-    blank = lambda x: "" if x is None else (f"{x:.6g}" if isinstance(x, float) else x)  # noqa: E731
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(head)
-        for r in rows:
-            out = [r["variant"], r["cfg"], blank(r["params"]), blank(r["gflops"]), blank(r["latency_ms"]), r["n"]]
-            out += [blank(r[f"{k}_{s}"]) for k in keys for s in ("mean", "std")]
-            out += [blank(r[f"d_{k}"]) for k in keys]
-            for s in seeds:
-                m = r["per_seed"].get(s)
-                out += [blank(m.get(k)) if m else "" for k in keys] + [m.get("epoch", "") if m else ""]
-            w.writerow(out)
-    return path
-
-
-def plot_map_vs_latency(rows: Sequence[dict], path: str | Path, title: str = "") -> Path | None:
-    """mAP@.5:.95 (mean, error bar = std over seeds) against CPU latency, one labelled point per variant.
-
-    Returns the file written, or None (logged) when no variant has both a latency and a finished run.
+    ``from utils.ablation import write_csv`` still works: the name is looked up in :mod:`utils.ablation_report`
+    or :mod:`utils.ablation_plots` on first use. They are not imported at the top because both import
+    :data:`BASELINE` from here; new code imports them from their own modules.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    if name in _MOVED:
+        import importlib
 
-    pts = [r for r in rows if r["latency_ms"] is not None and r["mAP50_95_mean"] is not None]
-    if not pts:
-        LOGGER.warning("WARNING: nothing to plot yet (no variant has both a latency and a finished run)")
-        return None
-    fig = Figure(figsize=(6.4, 4.8), tight_layout=True)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for r in pts:
-        base = r["variant"] == BASELINE
-        ax.errorbar(r["latency_ms"], r["mAP50_95_mean"], yerr=r["mAP50_95_std"] or 0.0, fmt="s" if base else "o",
-                    color="black" if base else None, capsize=4, markersize=7)
-        ax.annotate(f"{r['variant']} (n={r['n']})", (r["latency_ms"], r["mAP50_95_mean"]),
-                    textcoords="offset points", xytext=(6, 6), fontsize=9)
-    ax.set_xlabel("CPU latency, batch 1, fused (ms)")
-    ax.set_ylabel("mAP@.5:.95 (mean ± std over seeds)")
-    ax.set_title(title or "Ablation: accuracy vs latency", fontsize=10)
-    ax.grid(alpha=0.3)
-    path = Path(path)
-    fig.savefig(path, dpi=150)
-    return path
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -125,45 +125,41 @@ class RecordsScorer:
 
     def __init__(self, rec: EvalRecords):
         self.rec = rec
-        self.order = np.argsort(-np.asarray(rec.conf, dtype=float), kind="stable")  # as ap_per_class sorts
-        self.tp = rec.tp.astype(float)
+        order = np.argsort(-np.asarray(rec.conf, dtype=float), kind="stable")  # as ap_per_class sorts
+        self.any_tp = bool(rec.tp.any())
         self.classes = np.unique(rec.target_cls)
+        self.by_class = {int(c): order[rec.pred_cls[order] == c] for c in self.classes}  # each in conf order
+        self.nbins = int(max(rec.target_cls.max(initial=-1), rec.pred_cls.max(initial=-1))) + 1
 
     def score(self, counts: np.ndarray | None = None, eps: float = 1e-16) -> tuple[float, float]:
         """``(mAP@.5, mAP@.5:.95)`` with image ``i`` counted ``counts[i]`` times (None: each image once).
 
         Mirrors ``val.run``: 0 when no detection is correct at any threshold; AP per label class present (a class
-        with labels but no detections scores 0); classes only predicted are ignored.
+        with labels but no detections scores 0); classes only predicted are ignored. Cumulative counts are summed
+        as integers, which gives the same floats as ``ap_per_class``'s float sums (exact up to 2**53).
         """
         rec = self.rec
         if counts is None:
-            order, n_lab = self.order, np.bincount(rec.target_cls, minlength=self._nbins())
+            n_lab = np.bincount(rec.target_cls, minlength=self.nbins)
+            rows = self.by_class
         else:
             counts = np.asarray(counts)
-            order = np.repeat(self.order, counts[rec.pred_image[self.order]])
-            n_lab = np.bincount(rec.target_cls, weights=counts[rec.target_image], minlength=self._nbins())
-        tp = self.tp[order]
-        if not tp.any():
-            return 0.0, 0.0
-        pred_cls = rec.pred_cls[order]
-        present = [c for c in self.classes if n_lab[c] > 0]
-        ap = np.zeros((len(present), tp.shape[1]))
+            n_lab = np.bincount(rec.target_cls, weights=counts[rec.target_image], minlength=self.nbins)
+            rows = {c: np.repeat(o, counts[rec.pred_image[o]]) for c, o in self.by_class.items()}
+        present = [int(c) for c in self.classes if n_lab[c] > 0]
+        tps = {c: rec.tp[rows[c]] for c in present}
+        if not present or not any(t.any() for t in tps.values()):
+            return 0.0, 0.0  # val.run scores nothing when no detection is correct (or nothing is labelled)
+        ap = np.zeros((len(present), rec.tp.shape[1]))
         for ci, c in enumerate(present):
-            i = pred_cls == c
-            if not i.any():
+            if not len(tps[c]):
                 continue
-            tpc = tp[i].cumsum(0)
-            fpc = (1 - tp[i]).cumsum(0)
+            tpc = tps[c].cumsum(0)  # (n, T) int
             recall = tpc / (n_lab[c] + eps)
-            precision = tpc / (tpc + fpc)
-            for j in range(tp.shape[1]):
+            precision = tpc / np.arange(1, len(tpc) + 1)[:, None]  # tp + fp = detections so far
+            for j in range(tpc.shape[1]):
                 ap[ci, j] = compute_ap(recall[:, j], precision[:, j])[0]
-        if not len(present):
-            return 0.0, 0.0
         return float(ap[:, 0].mean()), float(ap.mean(1).mean())
-
-    def _nbins(self) -> int:
-        return int(max(self.rec.target_cls.max(initial=-1), self.rec.pred_cls.max(initial=-1))) + 1
 
 
 def records_map(rec: EvalRecords, counts: np.ndarray | None = None) -> tuple[float, float]:

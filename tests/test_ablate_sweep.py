@@ -1,0 +1,86 @@
+"""ablate.py --sweep-at: one variant per position, stages, exact weight transfer, and a real tiny sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import torch
+import yaml
+
+import ablate
+from models.transfer import transfer_state_dict
+from models.yolo import Model
+from tests.conftest import ROOT
+
+MODELS = ROOT / "models"
+
+
+def test_sweep_variants_are_one_module_per_position_with_stage_labels(tmp_path):
+    specs = ablate.variant_specs(["SimAM", "NAMAttention"], [23], [9, 2, 9, 17])
+    assert specs == {"SimAM@9": ("SimAM", [9]), "SimAM@2": ("SimAM", [2]), "SimAM@17": ("SimAM", [17]),
+                     "NAMAttention@9": ("NAMAttention", [9]), "NAMAttention@2": ("NAMAttention", [2]),
+                     "NAMAttention@17": ("NAMAttention", [17])}
+    cfgs = ablate.write_cfgs(MODELS / "yolov5n.yaml", specs, tmp_path)
+    m = Model(cfgs["SimAM@9"])
+    assert type(m.model[10]).__name__ == "SimAM" and m.model[-1].f == [18, 21, 24]
+    stages = ablate.layer_stages(MODELS / "yolov5n.yaml", [2, 4, 6, 9, 13, 17, 20, 23])
+    assert stages == {2: "P2 backbone", 4: "P3 backbone", 6: "P4 backbone", 9: "P5 backbone", 13: "P4 neck",
+                      17: "P3 neck", 20: "P4 neck", 23: "P5 neck"}
+
+
+def test_every_sweep_variant_receives_all_pretrained_weights(tmp_path):
+    """--weights: each position's variant gets every tensor of the base checkpoint (the exact transfer)."""
+    torch.manual_seed(0)
+    base = Model(MODELS / "yolov5n.yaml")
+    src = base.state_dict()
+    cfgs = ablate.write_cfgs(MODELS / "yolov5n.yaml", ablate.variant_specs(["NAMAttention"], [], [2, 9, 13, 23]),
+                             tmp_path)
+    for v, f in cfgs.items():
+        dst = Model(f)
+        csd, _ = transfer_state_dict(src, base.yaml, dst.state_dict(), dst.yaml)
+        assert len(csd) == len(src), v  # nothing of the base is lost, whatever the position
+        p = int(v.split("@")[1]) if "@" in v else None
+        if p is not None:  # the layer after the insertion got the base's next layer's weights
+            k = f"model.{p + 2}.conv.weight" if f"model.{p + 2}.conv.weight" in csd else None
+            if k:
+                assert torch.equal(csd[k], src[f"model.{p + 1}.conv.weight"])
+
+
+def test_real_tiny_sweep_writes_report_table_and_plot(tmp_path):
+    """Five real train.py runs (baseline + SimAM after 4 positions, 1 epoch, 64 px): the sweep table and plot, the
+    paired columns, the report's sections, then a rerun that trains nothing."""
+    from utils.synthetic import generate_dataset
+
+    ds = generate_dataset(tmp_path / "ds", train=8, val=4, img_size=64, size_jitter=0, max_objects=2)
+    (tmp_path / "ds.yaml").write_text(yaml.safe_dump({"path": str(ds), "train": "images/train", "val": "images/val",
+                                                      "nc": 5, "names": ["circle", "square", "triangle", "star",
+                                                                         "ellipse"]}))
+    cmd = [sys.executable, "ablate.py", "--modules", "SimAM", "--sweep-at", "2", "6", "13", "23", "--data",
+           str(tmp_path / "ds.yaml"), "--epochs", "1", "--img", "64", "--batch", "4", "--workers", "0", "--device",
+           "cpu", "--seeds", "1", "--project", str(tmp_path), "--name", "sw", "--lat-runs", "2", "--lat-warmup", "1",
+           "--lat-rounds", "1", "--threads", "1", "--bootstrap", "50"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    d = tmp_path / "sw"
+    with open(d / "ablation.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["variant"] for r in table] == ["baseline", "SimAM@2", "SimAM@6", "SimAM@13", "SimAM@23"]
+    assert all(r["latency_gpu_fp16_b1_ms"] == "" for r in table) or not torch.cuda.is_available()
+    md = (d / "ablation.md").read_text()
+    for head in ("## Command", "## Data", "## Paired comparison", "## Placement sweep", "## Latency", "## Plots"):
+        assert head in md, head
+    sweep = md.split("## Placement sweep")[1].split("\n## ")[0]
+    lines = [x for x in sweep.splitlines() if x.startswith("| SimAM")]
+    assert [x.split("|")[2].strip() for x in lines] == ["2", "6", "13", "23"]
+    assert [x.split("|")[3].strip() for x in lines] == ["P2 backbone", "P4 backbone", "P4 neck", "P5 neck"]
+    assert (d / "sweep.png").stat().st_size > 10_000 and "![" in md and "sweep.png" in md
+    for v in ("baseline", "SimAM@2"):
+        assert (d / "runs" / f"{v}_s0" / "records" / "best.npz").is_file()
+        assert json.loads((d / "runs" / f"{v}_s0" / "determinism.json").read_text())["flags"]["warn_only"]
+    state = json.loads((d / "ablation.json").read_text())
+    assert state["settings"]["sweep_at"] == [2, 6, 13, 23] and state["settings"]["deterministic"] is True
+    out2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)  # rerun: nothing to do
+    assert out2.returncode == 0 and "Finished runs kept, not retrained: baseline_s0, SimAM@2_s0" in out2.stderr

@@ -1,0 +1,72 @@
+"""Paired comparisons of an ablation's variants against its baseline, from the runs' per-image records.
+
+Each ``train.py`` run keeps the per-image evaluation records of its best epoch in ``<run>/records/best.npz`` (the
+epoch whose metrics the ablation table reports). For every variant, the runs of each seed are paired with the
+baseline run of the same seed and compared by the paired bootstrap of ``utils.bootstrap``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from utils.ablation import BASELINE, run_key
+from utils.bootstrap import paired_bootstrap
+from utils.eval_records import EvalRecords
+from utils.general import LOGGER
+
+RECORDS = Path("records") / "best.npz"
+
+
+def run_records(run: dict | None) -> EvalRecords | None:
+    """The best epoch's records of a finished run (a state record ``{"status", "dir"}``), or None (logged)."""
+    if not run or run.get("status") != "done":
+        return None
+    f = Path(run["dir"]) / RECORDS
+    if not f.is_file():
+        LOGGER.warning(f"WARNING: {f} not found (a run trained before per-image records existed?): "
+                       f"{Path(run['dir']).name} is left out of the paired comparison")
+        return None
+    try:
+        return EvalRecords.load(f)
+    except (OSError, ValueError, KeyError) as e:
+        LOGGER.warning(f"WARNING: cannot read {f} ({type(e).__name__}: {e}); left out of the paired comparison")
+        return None
+
+
+def paired_results(runs: dict[str, dict], variants: Iterable[str], seeds: Iterable[int], n: int = 1000,
+                   seed: int = 0, baseline: str = BASELINE) -> dict[str, dict | None]:
+    """Paired bootstrap of every variant against ``baseline``, pooled over the seeds where both runs finished.
+
+    Args:
+        runs: the ablation state's runs (``{run_key: {"status", "dir", ...}}``).
+        variants: the variant names (the baseline among them is skipped).
+        seeds: the ablation's seeds.
+        n: resamples per seed; 0 turns the comparison off.
+        seed: the resampling seed.
+        baseline: the reference variant.
+
+    Returns:
+        ``{variant: {"mAP50": {...}, "mAP50_95": {...}} or None}`` (None: no seed with both records, or ``n`` 0).
+        Each inner dict is ``utils.bootstrap.PairedDelta.to_dict()`` (delta, lo, hi, win, verdict, sizes).
+    """
+    seeds = list(seeds)
+    base = {s: run_records(runs.get(run_key(baseline, s))) for s in seeds} if n > 0 else {}
+    cache: dict = {}
+    out = {}
+    for v in variants:
+        if v == baseline:
+            continue
+        pairs = []
+        for s in seeds:
+            if n > 0 and base.get(s) is not None:
+                r = run_records(runs.get(run_key(v, s)))
+                if r is not None:
+                    pairs.append((base[s], r))
+        try:
+            res = paired_bootstrap(pairs, n=n, seed=seed, cache=cache) if pairs else None
+        except ValueError as e:  # the runs validated on different images
+            LOGGER.warning(f"WARNING: {v}: no paired comparison ({e})")
+            res = None
+        out[v] = {k: d.to_dict() for k, d in res.items()} if res else None
+    return out
