@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import subprocess
 import sys
 
@@ -68,7 +69,11 @@ def test_real_tiny_sweep_writes_report_table_and_plot(tmp_path):
     with open(d / "ablation.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["variant"] for r in table] == ["baseline", "SimAM@2", "SimAM@6", "SimAM@13", "SimAM@23"]
-    assert all(r["latency_gpu_fp16_b1_ms"] == "" for r in table) or not torch.cuda.is_available()
+    assert all(r["latency_gpu_fp16_b1_ms"] == "" for r in table) or torch.cuda.is_available()
+    assert all(int(r["params"]) == int(table[0]["params"]) > 0 for r in table)  # SimAM has no parameters
+    assert all(float(r["gflops"]) > float(table[0]["gflops"]) for r in table[1:]) and float(table[0]["latency_ms"]) > 0
+    assert all(r["n_seeds"] == "1" and r["paired_seeds"] in ("", "1") for r in table)
+    assert "| SimAM@23 |" in out.stdout and "Δ mAP@.5:.95 [95% CI]" in out.stdout
     md = (d / "ablation.md").read_text()
     for head in ("## Command", "## Data", "## Paired comparison", "## Placement sweep", "## Latency", "## Plots"):
         assert head in md, head
@@ -78,9 +83,30 @@ def test_real_tiny_sweep_writes_report_table_and_plot(tmp_path):
     assert [x.split("|")[3].strip() for x in lines] == ["P2 backbone", "P4 backbone", "P4 neck", "P5 neck"]
     assert (d / "sweep.png").stat().st_size > 10_000 and "![" in md and "sweep.png" in md
     for v in ("baseline", "SimAM@2"):
+        assert (d / "runs" / f"{v}_s0" / "weights" / "best.pt").is_file() and (d / "logs" / f"{v}_s0.log").is_file()
         assert (d / "runs" / f"{v}_s0" / "records" / "best.npz").is_file()
         assert json.loads((d / "runs" / f"{v}_s0" / "determinism.json").read_text())["flags"]["warn_only"]
     state = json.loads((d / "ablation.json").read_text())
     assert state["settings"]["sweep_at"] == [2, 6, 13, 23] and state["settings"]["deterministic"] is True
     out2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)  # rerun: nothing to do
     assert out2.returncode == 0 and "Finished runs kept, not retrained: baseline_s0, SimAM@2_s0" in out2.stderr
+
+
+def test_report_command_line_reproduces_the_options(tiny_data):
+    from utils.ablation_info import report_info
+
+    argv = ["--modules", "SimAM", "--sweep-at", "2", "6", "--seeds", "3", "--no-deterministic", "--img", "64",
+            "--bootstrap", "50", "--data", str(tiny_data), "--train-args", "--cos-lr --patience 5"]
+    parser = ablate.build_parser()
+    opt = parser.parse_args(argv)
+    ablate.check_options(opt)
+    assert opt.seeds == [0, 1, 2]
+    state = {"variants": {"baseline": {"latency_at": {"img": 64, "threads": 1, "warmup": 1, "runs": 2, "rounds": 1}}},
+             "runs": {}}
+    info = report_info(opt, state, [], "swept", parser, ROOT)
+    cmd = info.command.split()
+    assert cmd[:2] == ["python", "ablate.py"] and "--seeds 3" in info.command and "--no-deterministic" in cmd
+    again = parser.parse_args(shlex.split(info.command)[2:])
+    ablate.check_options(again)
+    assert vars(again) == vars(opt)
+    assert info.data["nc"] == 5 and info.data["val_images"] == 16 and info.sweep

@@ -142,7 +142,9 @@ def report_info(opt: argparse.Namespace, state: dict, plots: list[str], where: s
                 + (f", GPU fp16 batch 1 and 32 on {lat['gpu']}" if lat.get("gpu") else "; no CUDA device: GPU n/a")]
     with open(opt.hyp, errors="ignore") as f:
         hyp = yaml.safe_load(f) or {}
-    return ReportInfo(command=command_line("ablate.py", parser, opt), code_version=code_version(root),
+    cli = argparse.Namespace(**vars(opt))  # --seeds as typed: a count (0..N-1) or two or more seeds
+    cli.seeds = [len(opt.seeds)] if list(opt.seeds) == list(range(len(opt.seeds))) else list(opt.seeds)
+    return ReportInfo(command=command_line("ablate.py", parser, cli), code_version=code_version(root),
                       data=data_summary(opt.data, rec.target_cls if rec else None), hyp=hyp, seeds=list(opt.seeds),
                       settings=settings, environment=environment(), plots=plots, nondeterministic_ops=ops,
                       method=METHOD.format(n=opt.bootstrap, images=n_images, seed=opt.bootstrap_seed, level=0.95),
