@@ -325,6 +325,9 @@ def write_outputs(opt: argparse.Namespace, save_dir: Path, state: dict, variants
 def seed_list(seeds: int | list[int]) -> list[int]:
     """``--seeds N`` (one value) is a count, seeds 0..N-1; several values are the seeds themselves."""
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    if len(seeds) > 1 and len(set(seeds)) == 1:
+        raise SystemExit(f"--seeds {' '.join(map(str, seeds))}: one value is a count of seeds (0..N-1); give two or "
+                         f"more different seeds")
     if len(seeds) == 1:
         if seeds[0] < 1:
             raise SystemExit(f"--seeds {seeds[0]}: give a number of seeds >= 1, or a list of two or more seeds")
@@ -344,6 +347,7 @@ def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
         settings = {k: getattr(opt, k) for k in ("base", "at", "data", "hyp", "epochs", "imgsz", "batch_size",
                                                  "weights", "train_args", "deterministic", "sweep_at")}
         settings = {k: v for k, v in settings.items() if v is not None}  # ablations made before an option existed
+        keep_legacy(opt, state["settings"], settings, save_dir)
         diff = settings_diff(state["settings"], settings)
         if diff:
             raise SystemExit(f"{save_dir} holds an ablation trained with other settings ({'; '.join(diff)}). "
@@ -364,6 +368,20 @@ def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
     LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}: ablation.md, ablation.csv, ablation.png")
     print("\n" + markdown_table(rows) + "\n" + paired_table(rows) + "\n")
     return rows, failed
+
+
+LEGACY = {"deterministic": False}  # what ablations made before an option existed did
+
+
+def keep_legacy(opt: argparse.Namespace, old: dict | None, settings: dict, save_dir: Path) -> None:
+    """An ablation folder made before an option existed keeps that option's old behaviour (one mode per ablation)."""
+    for k, v in LEGACY.items():
+        if old and k not in old and settings.get(k) != v:
+            LOGGER.info(f"{save_dir} was made before --{k.replace('_', '-')} existed: its runs keep {k}={v}")
+            setattr(opt, k, v)
+            settings[k] = v
+    if old:
+        old.update({k: v for k, v in LEGACY.items() if k not in old})
 
 
 def check_options(opt: argparse.Namespace) -> None:

@@ -20,7 +20,6 @@ import contextlib
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from copy import deepcopy
@@ -57,6 +56,7 @@ from utils.checkpoint import restore_training_state, save_atomic, strip_optimize
 from utils.dataset_yaml import check_dataset, split_path  # noqa: E402
 from utils.datasets import create_dataloader  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
+from utils.eval_records import EvalRecords  # noqa: E402
 from utils.evolve import evolve  # noqa: E402
 from utils.general import (LOGGER, InputError, check_file, check_img_size, check_suffix, check_yaml,  # noqa: E402
                            colorstr, get_latest_run, increment_path, one_cycle, print_args, run_cli)
@@ -505,19 +505,22 @@ def end_epoch(s: TrainRun, epoch: int) -> bool:
     s.ema.update_attr(s.model, include=["yaml", "nc", "hyp", "names", "stride", "class_weights"])
     final_epoch = (epoch + 1 == s.epochs) or s.stopper.possible_stop
     records = s.save_dir / "records" / "last.npz"  # per-image matches, for paired comparisons (ablate.py)
-    if not opt.noval or final_epoch:
+    validated = not opt.noval or final_epoch
+    if validated:
         s.results, s.maps, _ = validate(s, s.ema.ema, plots=False, save_records=records)
     fi = float(fitness(np.array(s.results).reshape(1, -1))[0])  # 0.1 mAP@.5 + 0.9 mAP@.5:.95
     if fi > s.best_fitness:
         s.best_fitness = fi
-    if s.best_fitness == fi and records.exists():  # the epoch best.pt is saved at (ties included)
-        shutil.copyfile(records, records.with_name("best.npz"))
     log_vals = list(s.mloss.tolist()) + list(s.results) + s.lr
     s.callbacks.run("on_fit_epoch_end", log_vals, epoch, s.best_fitness, fi)
 
     if (not opt.nosave) or (final_epoch and not opt.evolve):
         save_checkpoint(s, epoch, fi)
         s.callbacks.run("on_model_save", s.last, epoch, final_epoch, s.best_fitness, fi)
+    if validated and s.best_fitness == fi:  # the epoch best.pt is from (ties included), once best.pt is written
+        rec = EvalRecords.load(records)
+        rec.meta.update(epoch=epoch, fitness=fi)
+        rec.save(records.with_name("best.npz"))
 
     if RANK == -1 and s.stopper(epoch=epoch, fitness=fi):
         return True

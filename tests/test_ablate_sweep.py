@@ -96,7 +96,7 @@ def test_report_command_line_reproduces_the_options(tiny_data):
     from utils.ablation_info import report_info
 
     argv = ["--modules", "SimAM", "--sweep-at", "2", "6", "--seeds", "3", "--no-deterministic", "--img", "64",
-            "--bootstrap", "50", "--data", str(tiny_data), "--train-args", "--cos-lr --patience 5"]
+            "--bootstrap", "50", "--data", str(tiny_data), "--train-args=--cos-lr"]
     parser = ablate.build_parser()
     opt = parser.parse_args(argv)
     ablate.check_options(opt)
@@ -110,3 +110,39 @@ def test_report_command_line_reproduces_the_options(tiny_data):
     ablate.check_options(again)
     assert vars(again) == vars(opt)
     assert info.data["nc"] == 5 and info.data["val_images"] == 16 and info.sweep
+
+
+def test_old_ablation_folders_keep_their_mode_and_seeds_must_differ(tmp_path, yolo_log):
+    import argparse
+
+    import pytest
+
+    old = {"base": "b", "at": [23], "epochs": 3}  # made before --deterministic existed: v6.1's mode
+    opt = argparse.Namespace(deterministic=True)
+    settings = {"base": "b", "at": [23], "epochs": 3, "deterministic": True}
+    ablate.keep_legacy(opt, old, settings, tmp_path)
+    assert opt.deterministic is False and settings["deterministic"] is False and old["deterministic"] is False
+    assert any("was made before --deterministic existed" in x for x in yolo_log)
+    opt = argparse.Namespace(deterministic=True)
+    new = {"deterministic": True}
+    ablate.keep_legacy(opt, {"deterministic": True}, new, tmp_path)  # a folder that has the key: untouched
+    assert opt.deterministic is True
+    with pytest.raises(SystemExit, match="different seeds"):
+        ablate.seed_list([3, 3])
+
+
+def test_run_records_refuse_another_epoch_and_missing_files(tmp_path, yolo_log):
+    from tests.test_eval_records import fake_records
+    from utils.ablation_stats import paired_results, run_records
+
+    rec = fake_records(n_images=10)
+    rec.meta["epoch"] = 4
+    rec.save(tmp_path / "a" / "records" / "best.npz")
+    run = {"status": "done", "dir": str(tmp_path / "a"), "metrics": {"epoch": 4}}
+    assert run_records(run).meta == {"epoch": 4} and run_records(run).source
+    assert run_records({**run, "metrics": {"epoch": 5}}) is None  # best.pt is from epoch 5: stale records
+    assert any("holds epoch 4 but the run's best epoch is 5" in x for x in yolo_log)
+    assert run_records({**run, "dir": str(tmp_path / "b")}) is None and run_records({**run, "status": "failed"}) is None
+    runs = {"baseline_s0": run, "SimAM_s0": run, "SimAM_s1": {**run, "dir": str(tmp_path / "b")}}
+    res = paired_results(runs, ["baseline", "SimAM"], [0, 1], n=20)
+    assert res["SimAM"]["mAP50_95"]["n_seeds"] == 1 and res["SimAM"]["mAP50_95"]["delta"] == 0.0

@@ -8,6 +8,7 @@ flags it trained with to determinism.json."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ def restore_determinism():
 
 
 def test_deterministic_mode_is_the_same_for_every_seed(restore_determinism):
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     flags = []
     for seed in (0, 1, 7):
         init_seeds(seed, deterministic=True)
@@ -38,6 +40,7 @@ def test_deterministic_mode_is_the_same_for_every_seed(restore_determinism):
                         "cudnn_benchmark": False, "CUBLAS_WORKSPACE_CONFIG": CUBLAS_CONFIG}
     init_seeds(0)  # v6.1's rule again: seed 0 deterministic cuDNN, seed 1 benchmark, no deterministic algorithms
     assert not torch.are_deterministic_algorithms_enabled() and (cudnn.deterministic, cudnn.benchmark) == (True, False)
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == cublas  # as it was before
     init_seeds(1)
     assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
 

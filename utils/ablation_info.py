@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import yaml
 
-from utils.ablation import BASELINE
+from utils.ablation import BASELINE, run_key
 from utils.ablation_report import ReportInfo
 from utils.ablation_stats import run_records
 from utils.general import LOGGER
@@ -41,6 +41,8 @@ def command_line(script: str, parser: argparse.ArgumentParser, opt: argparse.Nam
             parts.append(flag)
         elif isinstance(v, (list, tuple)):
             parts += [flag, *map(str, v)]
+        elif str(v).startswith("-"):  # a value that looks like a flag must be attached: --train-args=--cos-lr
+            parts.append(f"{flag}={v}")
         else:
             parts += [flag, str(v)]
     return shlex.join(parts)
@@ -121,7 +123,8 @@ def report_info(opt: argparse.Namespace, state: dict, plots: list[str], where: s
         root: the repository (for the code version).
     """
     lat = state["variants"][BASELINE]["latency_at"]
-    base_run = next((r for k, r in state["runs"].items() if r.get("variant") == BASELINE), None)
+    base_run = next((r for r in (state["runs"].get(run_key(BASELINE, s)) for s in opt.seeds)
+                     if r and r.get("status") == "done"), None)
     rec = run_records(base_run)
     n_images = rec.n_images if rec else "the"
     ops = {}

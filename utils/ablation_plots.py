@@ -20,9 +20,18 @@ from utils.general import LOGGER
 VERDICT_COLORS = {"better": "#2ca02c", "worse": "#d62728", "no detectable difference": "#7f7f7f"}
 
 
-def _xerr(d: dict) -> list[list[float]]:
-    """Error-bar extents (below, above) of a paired delta's interval, never negative."""
-    return [[max(d["delta"] - d["lo"], 0.0)], [max(d["hi"] - d["delta"], 0.0)]]
+def _interval(ax: Any, pos: float, d: dict, vertical: bool = False, cap: float = 7, **style: Any) -> None:
+    """Draw a paired delta: the interval ``lo..hi`` as a line with caps and the point ``delta`` on it.
+
+    The interval is drawn from its own ends (the pooled percentiles need not be centred on, or even contain, the
+    mean of the seeds' full-set deltas).
+    """
+    ends, mid = [d["lo"], d["hi"]], d["delta"]
+    xs, ys = ([pos, pos], ends) if vertical else (ends, [pos, pos])
+    color, lw = style.pop("color", None), style.pop("lw", 1.5)
+    ax.plot(xs, ys, "-", color=color, lw=lw, alpha=style.get("alpha", 1.0))
+    ax.plot(xs, ys, "_" if vertical else "|", color=color, markersize=cap, alpha=style.get("alpha", 1.0))
+    ax.plot(pos if vertical else mid, mid if vertical else pos, "o", color=color, **style)
 
 
 # ---------------------------------------------------------------------------------------------------- ablation
@@ -50,6 +59,7 @@ def _draw_map_vs_latency(ax: Any, rows: Sequence[dict]) -> None:
 def _draw_forest(ax: Any, rows: Sequence[dict]) -> None:
     """One line per variant with paired data: Δ mAP@.5:.95 and its interval, Δ mAP@.5 hollow, verdict at right."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
     from matplotlib.transforms import blended_transform_factory
 
     forest = [r for r in rows if r["variant"] != BASELINE and paired_of(r)]
@@ -64,15 +74,15 @@ def _draw_forest(ax: Any, rows: Sequence[dict]) -> None:
     for y, r in zip(ys, forest):
         a, b = paired_of(r), paired_of(r, "mAP50")
         c = VERDICT_COLORS.get(a["verdict"], VERDICT_COLORS["no detectable difference"])
-        ax.errorbar(a["delta"], y + 0.12, xerr=_xerr(a), fmt="o", color=c, capsize=4, markersize=7, lw=2)
+        _interval(ax, y + 0.12, a, color=c, lw=2, markersize=7)
         if b:
-            ax.errorbar(b["delta"], y - 0.18, xerr=_xerr(b), fmt="o", color=c, mfc="white", capsize=2,
-                        markersize=6, lw=1, alpha=0.8)
+            _interval(ax, y - 0.18, b, cap=5, color=c, mfc="white", markersize=6, lw=1, alpha=0.8)
         ax.text(1.02, y, a["verdict"], transform=right, color=c, va="center", fontsize=8, clip_on=False)
     ax.axvline(0, ls="--", color="black", lw=1)
     ax.set_yticks(ys, [r["variant"] for r in forest])
     ax.set_ylim(-0.7, len(forest) - 0.3)
     ax.set_xlabel("Δ = variant − baseline")
+    ax.xaxis.set_major_locator(MaxNLocator(6))
     ax.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], marker="o", color="black", lw=2, label="Δ mAP@.5:.95"),
                Line2D([], [], marker="o", color="black", mfc="white", lw=1, label="Δ mAP@.5")]
@@ -121,7 +131,7 @@ def _draw_sweep_delta(ax: Any, sweep: Sequence[dict], x_of: dict, colors: dict) 
         for r in (r for r in sweep if r["module"] == mod):
             d, x = paired_of(r), x_of[(mod, r["at"][0])]
             if d is not None:
-                ax.errorbar(x, d["delta"], yerr=_xerr(d), fmt="o", color=c, capsize=3, markersize=6, lw=1.5)
+                _interval(ax, x, d, vertical=True, color=c, markersize=6, lw=1.5)
                 pts.append((x, d["delta"]))
             elif r.get("d_mAP50_95") is not None:
                 ax.plot(x, r["d_mAP50_95"], "o", color=c, mfc="white", markersize=6)

@@ -19,19 +19,34 @@ RECORDS = Path("records") / "best.npz"
 
 
 def run_records(run: dict | None) -> EvalRecords | None:
-    """The best epoch's records of a finished run (a state record ``{"status", "dir"}``), or None (logged)."""
+    """The best epoch's records of a finished run (a state record ``{"status", "dir", "metrics"}``), or None.
+
+    None (with a warning) too when the file is missing or unreadable, or holds another epoch than the run's
+    reported best (a run killed between saving ``best.pt`` and its records, then resumed).
+    """
     if not run or run.get("status") != "done":
         return None
     f = Path(run["dir"]) / RECORDS
+    name = Path(run["dir"]).name
     if not f.is_file():
         LOGGER.warning(f"WARNING: {f} not found (a run trained before per-image records existed?): "
-                       f"{Path(run['dir']).name} is left out of the paired comparison")
+                       f"{name} is left out of the paired comparison")
         return None
     try:
-        return EvalRecords.load(f)
-    except (OSError, ValueError, KeyError) as e:
-        LOGGER.warning(f"WARNING: cannot read {f} ({type(e).__name__}: {e}); left out of the paired comparison")
+        rec = EvalRecords.load(f)
+    except Exception as e:  # a damaged file must not stop the report
+        LOGGER.warning(f"WARNING: cannot read {f} ({type(e).__name__}: {e}); {name} is left out of the paired "
+                       f"comparison")
         return None
+    epoch, best = rec.meta.get("epoch"), (run.get("metrics") or {}).get("epoch")
+    if epoch is not None and best is not None and epoch != best:
+        LOGGER.warning(f"WARNING: {f} holds epoch {epoch} but the run's best epoch is {best}; {name} is left out "
+                       f"of the paired comparison")
+        return None
+    return rec
+
+
+_CACHE: dict = {}  # resampled scores of records files, across the reports of one ablate.py process
 
 
 def paired_results(runs: dict[str, dict], variants: Iterable[str], seeds: Iterable[int], n: int = 1000,
@@ -39,7 +54,7 @@ def paired_results(runs: dict[str, dict], variants: Iterable[str], seeds: Iterab
     """Paired bootstrap of every variant against ``baseline``, pooled over the seeds where both runs finished.
 
     Args:
-        runs: the ablation state's runs (``{run_key: {"status", "dir", ...}}``).
+        runs: the ablation state's runs (``{run_key: {"status", "dir", "metrics", ...}}``).
         variants: the variant names (the baseline among them is skipped).
         seeds: the ablation's seeds.
         n: resamples per seed; 0 turns the comparison off.
@@ -52,21 +67,21 @@ def paired_results(runs: dict[str, dict], variants: Iterable[str], seeds: Iterab
     """
     seeds = list(seeds)
     base = {s: run_records(runs.get(run_key(baseline, s))) for s in seeds} if n > 0 else {}
-    cache: dict = {}
     out = {}
     for v in variants:
         if v == baseline:
             continue
         pairs = []
         for s in seeds:
-            if n > 0 and base.get(s) is not None:
-                r = run_records(runs.get(run_key(v, s)))
-                if r is not None:
-                    pairs.append((base[s], r))
-        try:
-            res = paired_bootstrap(pairs, n=n, seed=seed, cache=cache) if pairs else None
-        except ValueError as e:  # the runs validated on different images
-            LOGGER.warning(f"WARNING: {v}: no paired comparison ({e})")
-            res = None
+            r = run_records(runs.get(run_key(v, s))) if base.get(s) is not None else None
+            if r is None:
+                continue
+            try:
+                r.reordered(base[s].images)  # the same validation images, or this seed is left out
+            except ValueError as e:
+                LOGGER.warning(f"WARNING: {run_key(v, s)}: left out of the paired comparison ({e})")
+                continue
+            pairs.append((base[s], r))
+        res = paired_bootstrap(pairs, n=n, seed=seed, cache=_CACHE) if pairs else None
         out[v] = {k: d.to_dict() for k, d in res.items()} if res else None
     return out

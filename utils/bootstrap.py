@@ -85,7 +85,9 @@ def paired_bootstrap(pairs: Sequence[tuple[EvalRecords, EvalRecords]], n: int = 
         n: resamples per pair.
         seed: seed of the resampling (every pair uses the same draws).
         level: interval coverage.
-        cache: optional ``{id(records): maps}`` so a baseline shared by several variants is scored once.
+        cache: optional dict that keeps each records' resampled scores (keyed by where they were loaded from, or
+            the object, with the image order, ``n`` and ``seed``): a baseline shared by several variants, or an
+            ablation that rewrites its report after every run, scores each run once.
 
     Returns:
         ``{"mAP50": PairedDelta, "mAP50_95": PairedDelta}``.
@@ -95,13 +97,19 @@ def paired_bootstrap(pairs: Sequence[tuple[EvalRecords, EvalRecords]], n: int = 
     """
     if not pairs:
         raise ValueError("paired_bootstrap needs at least one (baseline, variant) pair")
-    cache = {} if cache is None else cache
+    cache, local = ({} if cache is None else cache), {}
     full, resampled, n_images = [], [], None
     for base, var in pairs:
         var = var.reordered(base.images)  # same images, the baseline's order (raises if they differ)
-        counts = resample_counts(base.n_images, n, seed)
-        m = [cache[id(r)] if id(r) in cache else resampled_maps(r, counts) for r in (base, var)]
-        cache[id(base)] = m[0]
+        counts = None
+        m = []
+        for r in (base, var):
+            store = cache if r.source else local  # in-memory records: this call only (ids are reused)
+            key = (r.source or id(r), hash(tuple(r.images)), n, seed)
+            if key not in store:
+                counts = resample_counts(base.n_images, n, seed) if counts is None else counts
+                store[key] = resampled_maps(r, counts)
+            m.append(store[key])
         d = m[1] - m[0]  # (1 + n, 2)
         full.append(d[0])
         resampled.append(d[1:])

@@ -27,20 +27,25 @@ from torch.backends import cudnn
 
 WARNING_TEXT = "does not have a deterministic implementation"
 CUBLAS_CONFIG = ":4096:8"
-_set_by_us = False  # whether set_deterministic(True) turned PyTorch's deterministic algorithms on
+_saved: dict | None = None  # what set_deterministic(True) changed, to undo it: {"cublas": the old value or None}
 
 
 def set_deterministic(on: bool = True) -> None:
     """Turn deterministic mode on (see the module docstring), or, when ``on`` is False, undo what it set."""
-    global _set_by_us
+    global _saved
     if on:
+        if _saved is None:
+            _saved = {"cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_CONFIG
         torch.use_deterministic_algorithms(True, warn_only=True)
         cudnn.benchmark, cudnn.deterministic = False, True
-        _set_by_us = True
-    elif _set_by_us:  # a later plain run in the same process gets v6.1's behaviour back
+    elif _saved is not None:  # a later plain run in the same process gets v6.1's behaviour back
         torch.use_deterministic_algorithms(False)
-        _set_by_us = False
+        if _saved["cublas"] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = _saved["cublas"]
+        _saved = None
 
 
 def determinism_flags() -> dict[str, Any]:

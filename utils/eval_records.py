@@ -13,7 +13,8 @@ best epoch to ``<run>/records/last.npz`` and ``best.npz``; ``val.py --save-recor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +39,8 @@ class EvalRecords:
         target_cls: (M,) class of every label.
         target_image: (M,) index into ``images`` of each label.
         iou_thresholds: (T,) the IoU thresholds of the columns of ``tp``.
+        meta: small JSON-able facts saved with the records (train.py: the ``epoch`` they are from).
+        source: where :meth:`load` read them (path and modification time; not saved), a cache key.
     """
 
     images: list[str]
@@ -48,6 +51,8 @@ class EvalRecords:
     target_cls: np.ndarray
     target_image: np.ndarray
     iou_thresholds: np.ndarray
+    meta: dict = field(default_factory=dict)
+    source: str | None = None
 
     @classmethod
     def from_stats(cls, images: Sequence[str], stats: Sequence[tuple], stat_image: Sequence[int],
@@ -79,7 +84,8 @@ class EvalRecords:
                                                    "target_image", "iou_thresholds")}
         arrays["tp"] = np.packbits(self.tp, axis=1)  # 10 thresholds: 2 bytes per detection
         atomic_write(path, lambda f: np.savez_compressed(f, format=np.array(FORMAT), images=np.array(self.images),
-                                                          n_thresholds=np.array(self.tp.shape[1]), **arrays))
+                                                          n_thresholds=np.array(self.tp.shape[1]),
+                                                          meta=np.array(json.dumps(self.meta)), **arrays))
         return path
 
     @classmethod
@@ -92,7 +98,8 @@ class EvalRecords:
             tp = np.unpackbits(z["tp"], axis=1, count=t).astype(bool) if len(z["tp"]) else np.zeros((0, t), bool)
             return cls(images=[str(x) for x in z["images"]], tp=tp, conf=z["conf"], pred_cls=z["pred_cls"],
                        pred_image=z["pred_image"], target_cls=z["target_cls"], target_image=z["target_image"],
-                       iou_thresholds=z["iou_thresholds"])
+                       iou_thresholds=z["iou_thresholds"], meta=json.loads(str(z["meta"])) if "meta" in z else {},
+                       source=f"{Path(path).resolve()}@{Path(path).stat().st_mtime_ns}")
 
     def reordered(self, images: Sequence[str]) -> "EvalRecords":
         """The same records with image indices following ``images`` (the same set of images in another order).
@@ -101,6 +108,8 @@ class EvalRecords:
             ValueError: the two sets of images differ (naming a few that do).
         """
         images = [str(x) for x in images]
+        if images == self.images:
+            return self
         if sorted(images) != sorted(self.images) or len(set(images)) != len(images):
             only_a = sorted(set(self.images) - set(images))[:3]
             only_b = sorted(set(images) - set(self.images))[:3]
@@ -108,11 +117,9 @@ class EvalRecords:
                              f"{only_a}, only there: {only_b}): paired comparisons need the same validation set")
         pos = {name: i for i, name in enumerate(images)}
         new = np.array([pos[x] for x in self.images], dtype=np.int32)
-        return EvalRecords(images=images, tp=self.tp, conf=self.conf, pred_cls=self.pred_cls,
-                           pred_image=new[self.pred_image] if len(self.pred_image) else self.pred_image,
-                           target_cls=self.target_cls,
-                           target_image=new[self.target_image] if len(self.target_image) else self.target_image,
-                           iou_thresholds=self.iou_thresholds)
+        return replace(self, images=images,
+                       pred_image=new[self.pred_image] if len(self.pred_image) else self.pred_image,
+                       target_image=new[self.target_image] if len(self.target_image) else self.target_image)
 
 
 class RecordsScorer:
