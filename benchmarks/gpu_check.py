@@ -135,12 +135,13 @@ def timed_train(spec: str) -> None:
     out.write_text(json.dumps({"train_img_s": ep["train"], "val_s": ep["val"]}))
 
 
-def train_step(cfg: str, device: str, amp: str, o: argparse.Namespace, data: str, out: Path, tag: str) -> dict:
-    """One training run as a subprocess; returns its status, timing and results.csv rows."""
+def train_step(cfg: str, device: str, amp: str, o: argparse.Namespace, data: str, out: Path, tag: str,
+               **extra: Any) -> dict:
+    """One training run as a subprocess (``extra``: more train.py options); returns its status, timing, rows."""
     name = f"{cfg}_{tag}"
     spec = dict(cfg=str(ROOT / "models" / f"{cfg}.yaml"), weights="", data=data, imgsz=o.img, epochs=o.epochs,
                 batch_size=16, device=device, workers=0 if o.dry_run else 8, amp=amp, project=str(out / "train"),
-                name=name, exist_ok=True, timing=str(out / "train" / f"{name}_timing.json"))
+                name=name, exist_ok=True, timing=str(out / "train" / f"{name}_timing.json"), **extra)
     (out / "train").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "train" / name, ignore_errors=True)  # a rerun into the same --out starts clean
     rc, secs = sh([sys.executable, __file__, "--timed-train", json.dumps(spec)], out / "logs" / f"train_{name}.log")
@@ -160,6 +161,19 @@ def train_step(cfg: str, device: str, amp: str, o: argparse.Namespace, data: str
         res["train_img_s"] = round(sum(later) / max(len(later), 1), 1)
         val_s = t["val_s"][1:] or t["val_s"]
         res["val_img_s"] = round(count_images(data, "val") * len(val_s) / max(sum(val_s), 1e-9), 1)
+    return res
+
+
+def determinism_step(cfg: str, device: str, amp: str, o: argparse.Namespace, data: str, out: Path) -> dict:
+    """Two 1-epoch ``--deterministic`` runs of seed 0: identical results.csv? and the ops PyTorch warned about."""
+    one = argparse.Namespace(**{**vars(o), "epochs": 1})
+    runs = [train_step(cfg, device, amp, one, data, out, f"det{k}", deterministic=True, seed=0) for k in "ab"]
+    res: dict[str, Any] = {"step": f"deterministic repeat {cfg}", "seconds": sum(r["seconds"] for r in runs)}
+    files = [Path(r["run"]) / "results.csv" for r in runs]
+    res["identical"] = all(f.is_file() for f in files) and files[0].read_bytes() == files[1].read_bytes()
+    det = Path(runs[0]["run"]) / "determinism.json"
+    res["nondeterministic_ops"] = json.loads(det.read_text())["nondeterministic_ops"] if det.is_file() else None
+    res["ok"] = all(r["ok"] for r in runs) and det.is_file()  # a difference is reported, not a failure
     return res
 
 
@@ -251,7 +265,8 @@ def write_summary(out: Path, env: dict, steps: list[dict], lat: list[dict], seco
     (out / "summary.json").write_text(json.dumps({"ok": ok, "seconds": round(seconds, 1), "environment": env,
                                                   "steps": [{k: v for k, v in s.items() if k != "rows"} for s in steps],
                                                   "latency": lat}, indent=1))
-    cols = ("ok", "seconds", "train_img_s", "val_img_s", "max_rel_diff", "map50", "map")
+    cols = ("ok", "seconds", "train_img_s", "val_img_s", "max_rel_diff", "map50", "map", "identical",
+            "nondeterministic_ops")
     lines = [f"# GPU check ({'dry run, CPU' if env['dry_run'] else env.get('gpu', 'no GPU')}): "
              f"{'PASS' if ok else 'FAIL'} in {seconds:.0f} s", "",
              "| " + " | ".join(f"{k}: {v}" for k, v in env.items() if k != "dry_run") + " |", "",
@@ -291,6 +306,7 @@ def main(o: argparse.Namespace) -> int:
             if not o.dry_run:  # --half is CUDA only
                 steps.append(val_step(str(best), data, o, device, True, out, f"{cfg}_half"))
             steps.append(val_step(str(best), data, o, device, False, out, f"{cfg}_fp32"))
+    steps.append(determinism_step(models[0], device, amp, o, data, out))
     best = out / "train" / f"{models[0]}_gpu" / "weights" / "best.pt"
     if best.is_file():
         steps.append(export_step(str(best), o, device, out))

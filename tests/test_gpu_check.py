@@ -22,7 +22,9 @@ def test_dry_run_runs_and_checks_every_step(tmp_path):
     steps = {x["step"]: x for x in s["steps"]}
     assert s["ok"] and s["environment"]["dry_run"] and s["environment"]["torch"] == torch.__version__
     assert set(steps) == {"train yolov5n-NAM_gpu", "train yolov5n-NAM_cpu", "losses yolov5n-NAM_gpu vs CPU",
-                          "val yolov5n-NAM_fp32", "export onnx", "val onnx"}
+                          "val yolov5n-NAM_fp32", "export onnx", "val onnx", "deterministic repeat yolov5n-NAM"}
+    det = steps["deterministic repeat yolov5n-NAM"]
+    assert det["identical"] and det["nondeterministic_ops"] == []  # CPU: same seed, same bytes
     gpu = steps["train yolov5n-NAM_gpu"]
     assert gpu["finite"] and gpu["train_img_s"] > 0 and gpu["val_img_s"] > 0
     assert 0 <= steps["losses yolov5n-NAM_gpu vs CPU"]["max_rel_diff"] <= 0.25  # bf16 vs fp32, same seed

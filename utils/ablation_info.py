@@ -136,7 +136,7 @@ def report_info(opt: argparse.Namespace, state: dict, plots: list[str], where: s
                 f"{opt.epochs} epochs, img {opt.imgsz}, batch {opt.batch_size}, hyp `{Path(opt.hyp).name}`, weights "
                 f"`{opt.weights or 'none (from scratch)'}`, device `{opt.device or 'default'}`",
                 "deterministic mode: " + ("on for every seed (train.py --deterministic)" if opt.deterministic else
-                                          "off (v6.1: cuDNN deterministic for seed 0 only)"),
+                                          "off (v6.1's speed-first mode: cuDNN may benchmark)"),
                 "mAP: best epoch of each run (max 0.1·mAP@.5 + 0.9·mAP@.5:.95, results.csv), mean ± sample std "
                 "over seeds; Δ = variant − baseline",
                 f"params and GFLOPs (img {opt.imgsz}) of the model as trained; latency of the fused model: median "
