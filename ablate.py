@@ -59,7 +59,7 @@ from models.yaml_edit import insert_after  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.ablation import (BASELINE, best_epoch_metrics, load_state, run_key, save_state,  # noqa: E402
                             settings_diff, summarize)
-from utils.ablation_info import report_info  # noqa: E402
+from utils.ablation_info import code_version, report_info  # noqa: E402
 from utils.ablation_plots import plot_ablation, plot_sweep  # noqa: E402
 from utils.ablation_report import markdown_table, paired_table, write_csv, write_report  # noqa: E402
 from utils.ablation_stats import paired_results  # noqa: E402
@@ -265,7 +265,8 @@ def train_run(opt: argparse.Namespace, variant: str, cfg: Path, seed: int, save_
     run_dir, log = save_dir / "runs" / key, save_dir / "logs" / f"{key}.log"
     last = run_dir / "weights" / "last.pt"
     epoch = checkpoint_epoch(last) if last.exists() else None
-    rec = {"variant": variant, "seed": seed, "dir": str(run_dir), "log": str(log), "started": time.time()}
+    rec = {"variant": variant, "seed": seed, "dir": str(run_dir), "log": str(log), "started": time.time(),
+           "code": code_version(ROOT)}  # the code that trained it, for the report
     if epoch == -1 and best_epoch_metrics(run_dir / "results.csv"):
         LOGGER.info(f"{key}: training had finished before the interruption ({last}); not retrained")
         rc, rec["mode"] = 0, "collected"
@@ -366,7 +367,7 @@ def main(opt: argparse.Namespace) -> tuple[list[dict], list[str]]:
     for k in failed:
         LOGGER.error(f"{k} failed: see {state['runs'][k]['log']}; rerun the same command to retry it")
     LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}: ablation.md, ablation.csv, ablation.png")
-    print("\n" + markdown_table(rows) + "\n" + paired_table(rows) + "\n")
+    print("\n" + markdown_table(rows) + "\n\n" + paired_table(rows) + "\n")
     return rows, failed
 
 

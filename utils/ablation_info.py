@@ -25,14 +25,16 @@ from utils.ablation_stats import run_records
 from utils.general import LOGGER
 
 
-def command_line(script: str, parser: argparse.ArgumentParser, opt: argparse.Namespace) -> str:
-    """``python <script> ...`` with every option whose value differs from its default (the exact settings)."""
+def command_line(script: str, parser: argparse.ArgumentParser, opt: argparse.Namespace,
+                 always: Sequence[str] = ()) -> str:
+    """``python <script> ...`` with every option whose value differs from its default (the exact settings), and
+    the options named in ``always`` (by ``dest``) even at their default."""
     parts = ["python", script]
     for a in parser._actions:
         if not a.option_strings or a.dest == "help":
             continue
         v = getattr(opt, a.dest, a.default)
-        if v == a.default:
+        if v == a.default and a.dest not in always or v is None:
             continue
         flag = a.option_strings[0]
         if isinstance(a, argparse.BooleanOptionalAction):
@@ -147,7 +149,10 @@ def report_info(opt: argparse.Namespace, state: dict, plots: list[str], where: s
         hyp = yaml.safe_load(f) or {}
     cli = argparse.Namespace(**vars(opt))  # --seeds as typed: a count (0..N-1) or two or more seeds
     cli.seeds = [len(opt.seeds)] if list(opt.seeds) == list(range(len(opt.seeds))) else list(opt.seeds)
-    return ReportInfo(command=command_line("ablate.py", parser, cli), code_version=code_version(root),
+    always = ("base", "modules", "sweep_at" if opt.sweep_at else "at", "data", "epochs", "imgsz", "seeds")
+    trained = sorted({r.get("code", "not recorded") for r in state["runs"].values()})
+    code = f"{code_version(root)} (this report); runs trained with {', '.join(trained) or 'none yet'}"
+    return ReportInfo(command=command_line("ablate.py", parser, cli, always), code_version=code,
                       data=data_summary(opt.data, rec.target_cls if rec else None), hyp=hyp, seeds=list(opt.seeds),
                       settings=settings, environment=environment(), plots=plots, nondeterministic_ops=ops,
                       method=METHOD.format(n=opt.bootstrap, images=n_images, seed=opt.bootstrap_seed, level=0.95),
