@@ -310,7 +310,8 @@ def write_outputs(opt: argparse.Namespace, save_dir: Path, state: dict, variants
     stages = state.get("stages", {})
     for r in rows:
         module, at = specs.get(r["variant"], (None, []))
-        r.update(paired=paired.get(r["variant"]), module=module, at=at,
+        pr = paired.get(r["variant"])
+        r.update(paired=pr, paired_per_seed=pr.pop("per_seed", None) if pr else None, module=module, at=at,
                  stage=stages.get(str(at[0])) if len(at) == 1 else None,
                  latency=state["variants"][r["variant"]].get("latency"))
     where = f"swept over layers {', '.join(map(str, opt.sweep_at))}" if opt.sweep_at else \

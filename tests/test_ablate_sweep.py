@@ -146,3 +146,4 @@ def test_run_records_refuse_another_epoch_and_missing_files(tmp_path, yolo_log):
     runs = {"baseline_s0": run, "SimAM_s0": run, "SimAM_s1": {**run, "dir": str(tmp_path / "b")}}
     res = paired_results(runs, ["baseline", "SimAM"], [0, 1], n=20)
     assert res["SimAM"]["mAP50_95"]["n_seeds"] == 1 and res["SimAM"]["mAP50_95"]["delta"] == 0.0
+    assert list(res["SimAM"]["per_seed"]) == [0] and res["SimAM"]["per_seed"][0]["mAP50"]["n_resamples"] == 20

@@ -98,9 +98,12 @@ def test_sweep_table_order_and_stage(rows):
 
 def test_per_seed_table(rows):
     lines = per_seed_table(rows, SEEDS).splitlines()
-    assert lines[2] == "| baseline | 0 | 7 of 10 | 0.6000 | 0.5000 | 0.6000 | 0.3000 |"
-    assert lines[3] == "| baseline | 1 | 9 of 10 | 0.6200 | 0.5200 | 0.6200 | 0.3100 |"
-    assert lines[7] == "| CoT | 1 | not finished | n/a | n/a | n/a | n/a |" and len(lines) == 2 + 2 * len(rows)
+    assert lines[2] == "| baseline | 0 | 7 of 10 | 0.6000 | 0.5000 | 0.6000 | 0.3000 | — |  |"
+    assert lines[3] == "| baseline | 1 | 9 of 10 | 0.6200 | 0.5200 | 0.6200 | 0.3100 | — |  |"
+    assert lines[7] == "| CoT | 1 | not finished | n/a | n/a | n/a | n/a | n/a | |" and len(lines) == 2 + 2 * len(rows)
+    rows[1]["paired_per_seed"] = {1: {"mAP50_95": {"delta": 0.01, "lo": 0.002, "hi": 0.02, "verdict": "better"}}}
+    line = per_seed_table(rows, SEEDS).splitlines()[5]
+    assert line.startswith("| SE | 1 |") and line.endswith("| +0.0100 [+0.0020, +0.0200] | better |")
 
 
 # ---------------------------------------------------------------------------------------------------- files

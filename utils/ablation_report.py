@@ -88,19 +88,23 @@ def latency_table(rows: Sequence[dict]) -> str:
 
 
 def per_seed_table(rows: Sequence[dict], seeds: Iterable[int]) -> str:
-    """One line per variant and seed: best epoch (index ``of`` epochs logged), P, R, mAP@.5, mAP@.5:.95."""
-    lines = ["| variant | seed | best epoch | P | R | mAP@.5 | mAP@.5:.95 |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """One line per variant and seed: best epoch (index ``of`` epochs logged), P, R, mAP@.5, mAP@.5:.95, and the
+    paired Δ mAP@.5:.95 of that seed alone against the baseline of the same seed (``paired_per_seed``)."""
+    lines = ["| variant | seed | best epoch | P | R | mAP@.5 | mAP@.5:.95 | Δ mAP@.5:.95 [CI], this seed | verdict |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     seeds = list(seeds)
     for r in rows:
         for s in seeds:
             m = (r.get("per_seed") or {}).get(s)
             if not m:
-                lines.append(f"| {r['variant']} | {s} | not finished | n/a | n/a | n/a | n/a |")
+                lines.append(f"| {r['variant']} | {s} | not finished | n/a | n/a | n/a | n/a | n/a | |")
                 continue
             ep = _num(m.get("epoch"), "") + (f" of {m['epochs']}" if m.get("epochs") is not None else "")
+            d = ((r.get("paired_per_seed") or {}).get(s) or {}).get("mAP50_95")
+            pair = "—" if r["variant"] == BASELINE else ci_text(d)
             lines.append(f"| {r['variant']} | {s} | {ep} | " + " | ".join(_num(m.get(k), ".4f") for k in
-                                                                         ("P", "R", "mAP50", "mAP50_95")) + " |")
+                                                                         ("P", "R", "mAP50", "mAP50_95"))
+                         + f" | {pair} | {d['verdict'] if d else ''} |")
     return "\n".join(lines)
 
 
@@ -162,7 +166,8 @@ def write_csv(rows: Sequence[dict], seeds: Iterable[int], path: str | Path) -> P
     Columns: variant, cfg, params, gflops, latency_ms, n_seeds; ``<k>_mean``, ``<k>_std``, ``delta_<k>`` for k in
     P, R, mAP50, mAP50_95; ``latency_<cpu_fp32_b1|gpu_fp16_b1|gpu_fp16_b32>_ms``; ``paired_<m>_<delta|lo|hi|win>``
     for m in mAP50, mAP50_95, ``verdict`` (of mAP@.5:.95), ``paired_seeds``, ``paired_resamples`` (pooled);
-    then ``<k>_s<seed>`` and ``best_epoch_s<seed>`` per seed. Unknown values are empty cells.
+    then ``<k>_s<seed>``, ``best_epoch_s<seed>`` and that seed's own paired Δ mAP@.5:.95
+    (``paired_mAP50_95_<delta|lo|hi>_s<seed>``) per seed. Unknown values are empty cells.
     """
     path = Path(path)
     seeds = list(seeds)
@@ -172,7 +177,8 @@ def write_csv(rows: Sequence[dict], seeds: Iterable[int], path: str | Path) -> P
     head += [f"latency_{k}_ms" for k in LATENCIES]
     head += [f"paired_{m}_{f}" for m in ("mAP50", "mAP50_95") for f in ("delta", "lo", "hi", "win")]
     head += ["verdict", "paired_seeds", "paired_resamples"]
-    head += [f"{k}_s{s}" for s in seeds for k in (*keys, "best_epoch")]
+    head += [f"{k}_s{s}" for s in seeds for k in (*keys, "best_epoch", "paired_mAP50_95_delta", "paired_mAP50_95_lo",
+                                                 "paired_mAP50_95_hi")]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(head)
@@ -190,6 +196,8 @@ def write_csv(rows: Sequence[dict], seeds: Iterable[int], path: str | Path) -> P
             for s in seeds:
                 m = (r.get("per_seed") or {}).get(s)
                 out += [_csv_value(m.get(k)) if m else "" for k in keys] + [m.get("epoch", "") if m else ""]
+                d = ((r.get("paired_per_seed") or {}).get(s) or {}).get("mAP50_95") or {}
+                out += [_csv_value(d.get(x)) for x in ("delta", "lo", "hi")]
             w.writerow(out)
     return path
 

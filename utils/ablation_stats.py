@@ -62,8 +62,9 @@ def paired_results(runs: dict[str, dict], variants: Iterable[str], seeds: Iterab
         baseline: the reference variant.
 
     Returns:
-        ``{variant: {"mAP50": {...}, "mAP50_95": {...}} or None}`` (None: no seed with both records, or ``n`` 0).
-        Each inner dict is ``utils.bootstrap.PairedDelta.to_dict()`` (delta, lo, hi, win, verdict, sizes).
+        ``{variant: {"mAP50": {...}, "mAP50_95": {...}, "per_seed": {seed: {"mAP50": ..., "mAP50_95": ...}}} or
+        None}`` (None: no seed with both records, or ``n`` 0). Each metric dict is
+        ``utils.bootstrap.PairedDelta.to_dict()`` (delta, lo, hi, win, verdict, sizes).
     """
     seeds = list(seeds)
     base = {s: run_records(runs.get(run_key(baseline, s))) for s in seeds} if n > 0 else {}
@@ -71,7 +72,7 @@ def paired_results(runs: dict[str, dict], variants: Iterable[str], seeds: Iterab
     for v in variants:
         if v == baseline:
             continue
-        pairs = []
+        pairs, used = [], []
         for s in seeds:
             r = run_records(runs.get(run_key(v, s))) if base.get(s) is not None else None
             if r is None:
@@ -82,6 +83,11 @@ def paired_results(runs: dict[str, dict], variants: Iterable[str], seeds: Iterab
                 LOGGER.warning(f"WARNING: {run_key(v, s)}: left out of the paired comparison ({e})")
                 continue
             pairs.append((base[s], r))
+            used.append(s)
         res = paired_bootstrap(pairs, n=n, seed=seed, cache=_CACHE) if pairs else None
         out[v] = {k: d.to_dict() for k, d in res.items()} if res else None
+        if out[v]:  # each seed alone too (its scores are cached): do the seeds agree?
+            out[v]["per_seed"] = {s: {k: d.to_dict() for k, d in
+                                      paired_bootstrap([p], n=n, seed=seed, cache=_CACHE).items()}
+                                  for s, p in zip(used, pairs)}
     return out
