@@ -205,8 +205,12 @@ def test_val_standalone_json_txt_and_pycocotools(tmp_path, demo_data, monkeypatc
     (mp, mr, map50, map_, *losses), maps, t = val.run(data=ROOT / "data/shapes.yaml", weights=str(best), imgsz=64,
                                                         batch_size=16, workers=0, device="cpu", save_json=True,
                                                         save_txt=True, save_conf=True, project=str(tmp_path),
-                                                        name="val")
+                                                        name="val", save_records=True)
     d = tmp_path / "val"
+    from utils.eval_records import EvalRecords, records_map
+    rec = EvalRecords.load(d / "records.npz")  # --save-records (exactness: tests/test_eval_records.py)
+    assert rec.n_images == 60 and len(rec.target_cls) == 193 and rec.tp.shape[1] == 10
+    assert all(0 <= x <= 1 for x in records_map(rec))
     preds = json.loads((d / "best_predictions.json").read_text())
     assert preds and set(preds[0]) == {"image_id", "category_id", "bbox", "score"}
     assert len({p["image_id"] for p in preds}) == 60  # no image lost to v6.1's NMS time limit
