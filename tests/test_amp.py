@@ -90,7 +90,9 @@ class _Spies:
                 spies.unscaled += 1
                 return super().unscale_(optimizer)
 
-        mp.setattr(train, "ComputeLoss", LossSpy)
+        import utils.train_setup
+
+        mp.setattr(utils.train_setup, "ComputeLoss", LossSpy)  # the loss is made in the setup phases
         mp.setattr(torch.amp, "GradScaler", ScalerSpy)
 
 
