@@ -104,7 +104,7 @@ def test_train_imports_no_attention_module():
     assert "models.attention" not in src and "add_sparsity_grad" not in src
 
 
-def test_evolve_runs_train_per_generation_with_the_same_callbacks(tiny_data, tmp_path):
+def test_evolve_runs_train_per_generation_with_the_same_callbacks(tiny_data, tmp_path, yolo_log):
     calls: Counter = Counter()
     cb = Callbacks()
     for hook in ("on_params_update", "teardown", "on_train_end"):
@@ -118,3 +118,9 @@ def test_evolve_runs_train_per_generation_with_the_same_callbacks(tiny_data, tmp
     assert len(rows) == 3 and "lr0" in best  # header + one row per generation; the best hyps come back
     assert calls == {"on_params_update": 2, "teardown": 2, "on_train_end": 2}
     assert len(cb.get_registered_actions("on_fit_epoch_end")) == 1  # one set of run loggers, not one per generation
+    d = tmp_path / "evo"
+    assert len((d / "results.csv").read_text().splitlines()) == 1 + 2  # one row per epoch and generation, no repeats
+    assert (d / "evolve.png").stat().st_size > 10_000  # v6.1's 6x5 grid of hyp against fitness
+    text = "\n".join(yolo_log)
+    assert "2 generations finished, current result:" in text and "metrics/mAP_0.5:0.95" in text
+    assert "Best results from row" in text and "Hyperparameter evolution finished 2 generations" in text

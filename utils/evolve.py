@@ -13,6 +13,7 @@ import yaml
 
 from utils.general import LOGGER, colorstr
 from utils.hyps import load_hyp
+from utils.plots import plot_evolve
 
 # key: (mutation gain, lower limit, upper limit)
 META = {
@@ -70,7 +71,10 @@ def record(results: tuple, hyp: dict, evolve_csv: Path, evolve_yaml: Path, fixed
                 "# " + ", ".join(f"{k.strip():>20s}" for k in METRIC_KEYS) + "\n"
                 "# " + ", ".join(f"{v:>20.5g}" for v in x[i, :7]) + "\n\n")
         yaml.safe_dump({**dict(zip(hyp.keys(), (float(v) for v in x[i, 7:]))), **(fixed or {})}, f, sort_keys=False)
-    LOGGER.info(f"{colorstr('evolve: ')}generation {len(x) - 1} recorded in {evolve_csv}; best so far {i}")
+    prefix = colorstr("evolve: ")
+    LOGGER.info(f"{prefix}{len(x)} generations finished, current result:\n"
+                + prefix + ", ".join(f"{k.strip():>20s}" for k in keys) + "\n"
+                + prefix + ", ".join(f"{v:20.5g}" for v in vals) + "\n\n")
 
 
 def evolve(opt: argparse.Namespace, device, callbacks, train_fn: Callable) -> dict:
@@ -88,6 +92,7 @@ def evolve(opt: argparse.Namespace, device, callbacks, train_fn: Callable) -> di
         child = mutate(hyp, evolve_csv, rng)
         results = train_fn({**deepcopy(child), **deepcopy(fixed)}, opt, device, callbacks)
         record(tuple(results), child, evolve_csv, evolve_yaml, fixed)
+    plot_evolve(evolve_csv)
     LOGGER.info(f"Hyperparameter evolution finished {opt.evolve} generations\n"
                 f"Results saved to {colorstr('bold', save_dir)}\n"
                 f"Usage example: $ python train.py --hyp {evolve_yaml}")

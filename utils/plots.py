@@ -253,3 +253,36 @@ def feature_visualization(x: torch.Tensor, module_type: str, stage: int, n: int 
     plt.savefig(f, dpi=300, bbox_inches="tight")
     plt.close(fig)
     np.save(str(f.with_suffix(".npy")), x[0].detach().float().cpu().numpy())
+
+
+def plot_evolve(evolve_csv: str | Path = "path/to/evolve.csv") -> Path:
+    """``evolve.png`` next to ``evolve_csv``: each evolved hyp against fitness, the best generation marked.
+
+    One panel per hyp column on a 6×5 grid (v6.1's layout): the generations as points coloured by their density
+    (a 20×20 histogram), a black ``+`` at the best one, its value in the title. Logs the best row and its values.
+    """
+    evolve_csv = Path(evolve_csv)
+    with open(evolve_csv) as f:
+        keys = [k.strip() for k in f.readline().split(",")]
+    x = np.loadtxt(evolve_csv, ndmin=2, delimiter=",", skiprows=1)
+    f = x[:, 2] * 0.1 + x[:, 3] * 0.9  # fitness: 0.1 mAP@.5 + 0.9 mAP@.5:.95
+    j = int(np.argmax(f))
+    fig = new_figure((10, 12))
+    LOGGER.info(f"Best results from row {j} of {evolve_csv}:")
+    for i, k in enumerate(keys[7:]):
+        v = x[:, 7 + i]
+        ax = fig.add_subplot(6, 5, i + 1)
+        h, xe, ye = np.histogram2d(v, f, 20)
+        xi = np.clip(np.digitize(v, xe[1:-1]), 0, h.shape[0] - 1)
+        yi = np.clip(np.digitize(f, ye[1:-1]), 0, h.shape[1] - 1)
+        ax.scatter(v, f, c=h[xi, yi], cmap="viridis", alpha=0.8, edgecolors="none")
+        ax.plot(v[j], f.max(), "k+", markersize=15)
+        ax.set_title(f"{k} = {v[j]:.3g}", fontdict={"size": 9})
+        if i % 5:
+            ax.set_yticks([])
+        ax.tick_params(labelsize=8)
+        LOGGER.info(f"{k:>15}: {v[j]:.3g}")
+    out = evolve_csv.with_suffix(".png")
+    fig.savefig(out, dpi=200)
+    LOGGER.info(f"Saved {out}")
+    return out
