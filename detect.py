@@ -82,7 +82,7 @@ def check_weights(weights: str | Path | Sequence[str | Path]) -> None:
 
 
 def check_options(imgsz: int | Sequence[int], conf_thres: float, iou_thres: float, max_det: int,
-                  nms: str = "nms", soft_sigma: float = 0.5) -> list[int]:
+                  nms: str = "nms", soft_sigma: float = 0.5, vid_stride: int = 1) -> list[int]:
     """Check the numeric flags and the NMS method, and return ``imgsz`` as ``[h, w]``.
 
     Raises:
@@ -96,6 +96,8 @@ def check_options(imgsz: int | Sequence[int], conf_thres: float, iou_thres: floa
             raise InputError(f"{flag} must lie in [0, 1], got {v}")
     if max_det < 1:
         raise InputError(f"--max-det must be at least 1, got {max_det}")
+    if vid_stride < 1:
+        raise InputError(f"--vid-stride must be at least 1, got {vid_stride}")
     if nms not in NMS_METHODS:
         raise InputError(f"--nms must be one of {', '.join(NMS_METHODS)}, got {nms!r}")
     if nms == "soft-gaussian" and not soft_sigma > 0:
@@ -135,12 +137,14 @@ def load_model(weights: str | Path | list, device: str, dnn: bool, data: str | P
     return model, dev, names, imgsz, half
 
 
-def load_source(source: str, webcam: bool, imgsz: list[int], stride: int, pt: bool) -> LoadImages | LoadStreams:
-    """The loader of ``source``: streams (webcam index, URL, ``.txt`` list) or files."""
+def load_source(source: str, webcam: bool, imgsz: list[int], stride: int, pt: bool,
+                vid_stride: int = 1) -> LoadImages | LoadStreams:
+    """The loader of ``source``: streams (webcam index, URL, ``.txt`` list) or files (every ``vid_stride``-th
+    video frame)."""
     if webcam:
         cudnn.benchmark = True  # constant image size
         return LoadStreams(source, img_size=imgsz, stride=stride, auto=pt)
-    return LoadImages(source, img_size=imgsz, stride=stride, auto=pt)
+    return LoadImages(source, img_size=imgsz, stride=stride, auto=pt, vid_stride=vid_stride)
 
 
 def preprocess(im, device: torch.device, half: bool) -> torch.Tensor:
@@ -252,7 +256,8 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         cam_layer: int | None = None,
         cam_method: str = "eigen",
         nms: str = "nms",
-        soft_sigma: float = 0.5) -> Path:
+        soft_sigma: float = 0.5,
+        vid_stride: int = 1) -> Path:
     """Detect objects in ``source`` with ``weights`` and save the results under ``project/name`` (incremented).
 
     Args:
@@ -287,6 +292,7 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         cam_layer: yaml index of a layer whose class activation map is saved there too.
         cam_method: ``eigen`` (EigenCAM), ``grad`` or ``gradpp`` (Grad-CAM / Grad-CAM++ of the top prediction).
         nms, soft_sigma: ``nms`` (v6.1 hard NMS), ``diou``, ``soft-linear`` or ``soft-gaussian``; σ of the latter.
+        vid_stride: read every ``vid_stride``-th frame of video files (saved videos play at fps / vid_stride).
 
     Returns:
         The results folder.
@@ -298,17 +304,17 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
     source = str(source)
     webcam, save_img = check_source(source)
     check_weights(weights)
-    imgsz = check_options(imgsz, conf_thres, iou_thres, max_det, nms, soft_sigma)
+    imgsz = check_options(imgsz, conf_thres, iou_thres, max_det, nms, soft_sigma, vid_stride)
     model, device, names, imgsz, half = load_model(weights, device, dnn, data, half, imgsz)
     if view_img or webcam:  # v6.1 shows streams whenever the environment can
         view_img = check_imshow(warn=view_img)
-    dataset = load_source(source, webcam, imgsz, int(model.stride), model.pt)
+    dataset = load_source(source, webcam, imgsz, int(model.stride), model.pt, vid_stride)
     bs = len(dataset) if webcam else 1
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)  # created once model and source are ok
     viz = make_visualizer(model, save_dir / "attention", attention_maps, cam_layer, cam_method)  # before any mkdir
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
     results = Results(save_dir, names, bs, save_img and not nosave, save_txt, save_conf, save_crop, view_img,
-                      line_thickness, hide_labels, hide_conf, viz)
+                      line_thickness, hide_labels, hide_conf, viz, vid_stride=1 if webcam else vid_stride)
     model.warmup(imgsz=(1 if model.pt else bs, 3, *imgsz), half=half)
     suppress = partial(non_max_suppression, conf_thres=conf_thres, iou_thres=iou_thres, classes=classes,
                        agnostic=agnostic_nms, max_det=max_det, method=nms, sigma=soft_sigma)
@@ -358,6 +364,7 @@ def parse_opt() -> argparse.Namespace:
                         help="CAM: EigenCAM, Grad-CAM or Grad-CAM++")
     parser.add_argument("--nms", default="nms", choices=NMS_METHODS, help="suppression: hard NMS, DIoU-NMS, Soft-NMS")
     parser.add_argument("--soft-sigma", type=float, default=0.5, help="sigma of --nms soft-gaussian")
+    parser.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
     opt = parser.parse_args()
     opt.imgsz *= 2 if len(opt.imgsz) == 1 else 1  # expand
     print_args(FILE.stem, opt)

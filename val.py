@@ -9,6 +9,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import zipfile
 import json
 import os
 import sys
@@ -38,10 +39,11 @@ from utils.general import (LOGGER, InputError, OutputNames, check_img_size, chec
 from utils.eval_records import EvalRecords  # noqa: E402
 from utils.metrics import ConfusionMatrix, ap_per_class, process_batch  # noqa: E402
 from utils.nms import NMS_METHODS, check_nms_method, non_max_suppression  # noqa: E402
-from utils.plots import output_to_target, plot_images  # noqa: E402
+from utils.plots import output_to_target, plot_images, plot_val_study  # noqa: E402
 from utils.torch_utils import select_device, time_sync  # noqa: E402
 
 DEFAULT_DATA = ROOT / "data" / "shapes.yaml"  # the embedded demo set, generated offline on first use
+STUDY_SIZES = range(256, 1536 + 128, 128)  # --task study: 256, 384, ..., 1536
 
 
 def save_one_txt(predn: torch.Tensor, save_conf: bool, shape: tuple, file: Path) -> None:
@@ -113,6 +115,7 @@ class Validation:
     stat_image: list = field(default_factory=list)
     nms: str = "nms"
     soft_sigma: float = 0.5
+    max_det: int = 300
 
 
 @torch.no_grad()
@@ -145,12 +148,14 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         compute_loss: Any = None,
         nms: str = "nms",
         soft_sigma: float = 0.5,
-        save_records: bool | str | Path = False) -> tuple:
+        save_records: bool | str | Path = False,
+        max_det: int = 300) -> tuple:
     """Validate ``weights`` (or a ``model`` passed by train.py) on the ``task`` split of ``data``.
 
     ``nms`` picks the suppression (``nms``: v6.1's hard NMS; ``diou``, ``soft-linear``, ``soft-gaussian``: see
     ``utils.nms_variants``) and ``soft_sigma`` is the σ of ``soft-gaussian``. ``save_records`` writes the
     per-image evaluation records (``utils.eval_records``) to that path, or to ``save_dir/records.npz`` when True.
+    ``max_det`` caps the detections kept per image (v6.1: 300).
 
     Returns:
         ``((P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls), maps, times)`` with ``maps`` the per-class
@@ -180,7 +185,7 @@ def run(data: str | Path | dict = DEFAULT_DATA,
                    save_hybrid=save_hybrid, save_txt=save_txt, save_conf=save_conf, save_json=save_json,
                    save_dir=save_dir, plots=plots, callbacks=callbacks, compute_loss=compute_loss,
                    confusion_matrix=ConfusionMatrix(nc=nc), loss=torch.zeros(3, device=device), nms=nms,
-                   soft_sigma=soft_sigma)
+                   soft_sigma=soft_sigma, max_det=max_det)
     callbacks.run("on_val_start")
     s = ("%20s" + "%11s" * 6) % ("Class", "Images", "Labels", "P", "R", "mAP@.5", "mAP@.5:.95")
     for batch_i, batch in enumerate(tqdm(dataloader, desc=s, bar_format="{l_bar}{bar:10}{r_bar}{bar:-10b}")):
@@ -277,7 +282,7 @@ def val_batch(v: Validation, batch_i: int, im: torch.Tensor, targets: torch.Tens
     lb = [targets[targets[:, 0] == i, 1:] for i in range(nb)] if v.save_hybrid else []
     t3 = time_sync()
     out = non_max_suppression(out, v.conf_thres, v.iou_thres, labels=lb, multi_label=True, agnostic=v.single_cls,
-                              method=v.nms, sigma=v.soft_sigma,
+                              method=v.nms, sigma=v.soft_sigma, max_det=v.max_det,
                               time_limit=None)  # metrics must not depend on machine load
     v.dt[2] += time_sync() - t3
 
@@ -393,6 +398,7 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
     parser.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")
     parser.add_argument("--iou-thres", type=float, default=0.6, help="NMS IoU threshold")
+    parser.add_argument("--max-det", type=int, default=300, help="maximum detections per image")
     parser.add_argument("--task", default="val", help="train, val, test, speed or study")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
@@ -435,12 +441,16 @@ def main(opt: argparse.Namespace) -> Any:
         for opt.weights in weights:
             f = f"study_{Path(opt.data).stem}_{Path(opt.weights).stem}.txt"
             y = []
-            for opt.imgsz in range(256, 1536 + 128, 128):
+            for opt.imgsz in STUDY_SIZES:
                 LOGGER.info(f"\nRunning {f} --imgsz {opt.imgsz}...")
                 r, _, t = run(**vars(opt), plots=False)
                 y.append(r + t)
             np.savetxt(f, y, fmt="%10.4g")
         LOGGER.info("Study results saved to study_*.txt")
+        with zipfile.ZipFile("study.zip", "w") as z:  # v6.1 zips the tables
+            for f in sorted(Path(".").glob("study_*.txt")):
+                z.write(f)
+        plot_val_study(x=list(STUDY_SIZES))
     else:
         raise InputError(f"unknown --task {opt.task!r}: use train, val, test, speed or study")
 

@@ -121,6 +121,18 @@ def test_video_output_matches_source(weights, tmp_path, shared_data, yolo_log):
     assert "people_walking_640x360_1.txt" in labels and "people_walking_640x360_80.txt" in labels
 
 
+def test_vid_stride_reads_every_nth_frame_and_keeps_the_duration(weights, tmp_path, shared_data, yolo_log):
+    d = run(weights, tmp_path, shared_data / VIDEO, vid_stride=3)
+    n, fps, w, h = video_info(d / "people_walking_640x360.mp4")
+    assert (n, w, h) == (26, 640, 360) and fps == pytest.approx(10.0 / 3, abs=0.01)  # 80 // 3 frames, still 8 s
+    frames = [(int(m[1]), int(m[2])) for m in map(VID_LINE.match, yolo_log) if m]
+    assert frames == [(i, 26) for i in range(1, 27)]
+    from utils.general import InputError
+
+    with pytest.raises(InputError, match="--vid-stride must be at least 1, got 0"):
+        run(weights, tmp_path, shared_data / VIDEO, vid_stride=0, name="bad")
+
+
 def test_glob_hide_labels_and_headless_view_img(weights, tmp_path, shared_data, yolo_log, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

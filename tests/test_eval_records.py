@@ -125,3 +125,6 @@ def test_records_reproduce_val_run_map_exactly(tmp_path):
     assert records_map(rec) == (map50, map_)
     assert rec.n_images == 8 and len(rec.target_cls) == 56 and rec.tp.shape[1] == 10
     assert rec.tp.sum(0)[0] > rec.tp.sum(0)[-1] > 0  # matches at several IoU thresholds
+    val.run(data, model=model, dataloader=loader(b), save_dir=tmp_path / "gt", plots=False, max_det=3,
+            save_records=tmp_path / "r3.npz")  # --max-det: at most 3 detections kept per image
+    assert np.bincount(EvalRecords.load(tmp_path / "r3.npz").pred_image).max() == 3

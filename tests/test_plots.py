@@ -162,3 +162,14 @@ def test_attention_layer_figures(tmp_path):
     lm = LayerMaps(3, "NAMAttention", channel=torch.rand(8))  # no spatial map; image-independent channels
     assert [f.name for f in save_layer_figures(lm, 0, im0, (64, 64), tmp_path / "att", "img")] == \
         ["img_layer3_NAMAttention_channels.png"]
+
+
+def test_plot_val_study_draws_every_table(tmp_path):
+    from utils.plots import plot_val_study
+
+    rng = np.random.default_rng(0)
+    for name in ("study_coco_yolov5n", "study_coco_yolov5s"):  # val.py --task study rows: 11 sizes × 10 columns
+        rows = np.c_[rng.random((11, 4)) * 0.5, np.zeros((11, 3)), rng.random((11, 3)) * 20]
+        np.savetxt(tmp_path / f"{name}.txt", rows, fmt="%10.4g")
+    out = plot_val_study(file=tmp_path / "study_coco_yolov5n.txt", x=list(range(256, 1537, 128)))
+    assert out == tmp_path / "study.png" and out.stat().st_size > 20_000

@@ -24,13 +24,14 @@ def class_name(names: Sequence[str], c: int) -> str:
     return str(names[c]) if 0 <= c < len(names) else f"class{c}"
 
 
-def _open_writer(save_path: str, vid_cap: cv2.VideoCapture | None, im0) -> cv2.VideoWriter:
-    """An ``mp4v`` writer at the source's fps and size (streams: 30 fps, frame size); the path gets ``.mp4``."""
+def _open_writer(save_path: str, vid_cap: cv2.VideoCapture | None, im0, vid_stride: int = 1) -> cv2.VideoWriter:
+    """An ``mp4v`` writer at the source's fps (divided by ``vid_stride``, so the video keeps its duration) and
+    size (streams: 30 fps, frame size); the path gets ``.mp4``."""
     h, w = im0.shape[:2]
     fps = STREAM_FPS
     if vid_cap is not None:
         f = vid_cap.get(cv2.CAP_PROP_FPS)
-        fps = f if f and f > 0 and f == f else STREAM_FPS  # 0 or NaN -> fallback
+        fps = f / vid_stride if f and f > 0 and f == f else STREAM_FPS  # 0 or NaN -> fallback
         w = int(vid_cap.get(cv2.CAP_PROP_FRAME_WIDTH)) or w
         h = int(vid_cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) or h
     save_path = str(Path(save_path).with_suffix(".mp4"))
@@ -60,6 +61,7 @@ class Results:
     hide_labels: bool = False
     hide_conf: bool = False
     viz: Any = None  # a models.attention_vis.AttentionVisualizer, or None
+    vid_stride: int = 1  # videos read every vid_stride-th frame: saved at fps / vid_stride
     shown: bool = False  # a window was opened
 
     def __post_init__(self) -> None:
@@ -130,7 +132,7 @@ class Results:
             self.vid_path[i] = save_path
             if self.vid_writer[i] is not None:
                 self.vid_writer[i].release()
-            self.vid_writer[i] = _open_writer(save_path, vid_cap, im0)
+            self.vid_writer[i] = _open_writer(save_path, vid_cap, im0, self.vid_stride)
         self.vid_writer[i].write(im0)
 
     def close(self) -> None:

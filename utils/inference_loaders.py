@@ -73,12 +73,19 @@ class LoadImages:
         img_size: letterbox size, one int or ``(h, w)``.
         stride: model stride, for the minimal padding of ``auto``.
         auto: pad only to a multiple of ``stride`` (PyTorch backends) instead of to the full size.
+        vid_stride: read every ``vid_stride``-th video frame (frames ``vid_stride - 1``, ``2 * vid_stride - 1``,
+            ...); ``frames`` is then the number of frames that will be read.
 
     Raises:
         FileNotFoundError: ``path`` does not exist, or holds no supported image or video.
+        ValueError: ``vid_stride`` < 1.
     """
 
-    def __init__(self, path: str | Path, img_size: int | tuple = 640, stride: int = 32, auto: bool = True) -> None:
+    def __init__(self, path: str | Path, img_size: int | tuple = 640, stride: int = 32, auto: bool = True,
+                 vid_stride: int = 1) -> None:
+        if int(vid_stride) < 1:
+            raise ValueError(f"--vid-stride must be 1 or more, got {vid_stride}")
+        self.vid_stride = int(vid_stride)
         p = str(Path(path).resolve())  # absolute, as in v6.1's log lines
         if "*" in p:
             files = sorted(glob.glob(p, recursive=True))
@@ -148,7 +155,8 @@ class LoadImages:
                 self._end_video()
                 return None
         try:
-            ok, img0 = self.cap.read()
+            ok = all(self.cap.grab() for _ in range(self.vid_stride))  # skip to the next frame we keep
+            ok, img0 = self.cap.retrieve() if ok else (False, None)
         except cv2.error as e:
             ok, img0 = False, None
             LOGGER.warning(f"WARNING: read error in video {path} after frame {self.frame}: {e}")
@@ -172,7 +180,8 @@ class LoadImages:
         """Open ``path`` and reset the per-video frame counter."""
         self.frame = 0
         self.cap = cv2.VideoCapture(path)
-        self.frames = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if self.cap.isOpened() else 0
+        n = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if self.cap.isOpened() else 0
+        self.frames = n // self.vid_stride
 
     def release(self) -> None:
         """Close the current video capture, if any."""

@@ -286,3 +286,34 @@ def plot_evolve(evolve_csv: str | Path = "path/to/evolve.csv") -> Path:
     fig.savefig(out, dpi=200)
     LOGGER.info(f"Saved {out}")
     return out
+
+
+def plot_val_study(file: str | Path = "", dir: str | Path = "", x: Sequence[int] | None = None) -> Path:
+    """``study.png`` from the ``study*.txt`` tables of ``val.py --task study``: COCO AP against GPU speed.
+
+    Reads the sorted ``study*.txt`` in the folder of ``file`` (or ``dir``, or the working directory); per table,
+    mAP@.5:.95 × 100 against inference ms/img over the sizes up to its best mAP (the first size skipped), with
+    EfficientDet's published points for reference, as v6.1 draws it. ``x`` (the image sizes) is accepted for
+    v6.1's signature. Returns the file written next to the tables.
+    """
+    save_dir = Path(file).parent if file else Path(dir or ".")
+    fig = new_figure((8, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    for f in sorted(save_dir.glob("study*.txt")):
+        y = np.loadtxt(f, dtype=np.float32, usecols=[0, 1, 2, 3, 7, 8, 9], ndmin=2).T
+        j = int(y[3].argmax()) + 1
+        ax.plot(y[5, 1:j], y[3, 1:j] * 1e2, ".-", linewidth=2, markersize=8,
+                label=f.stem.replace("study_coco_", "").replace("yolo", "YOLO"))
+    ax.plot(1e3 / np.array([209, 140, 97, 58, 35, 18]), [34.6, 40.5, 43.0, 47.5, 49.7, 51.5], "k.-", linewidth=2,
+            markersize=8, alpha=0.25, label="EfficientDet")
+    ax.grid(alpha=0.2)
+    ax.set_yticks(np.arange(20, 60, 5))
+    ax.set_xlim(0, 57)
+    ax.set_ylim(25, 55)
+    ax.set_xlabel("GPU Speed (ms/img)")
+    ax.set_ylabel("COCO AP val")
+    ax.legend(loc="lower right")
+    out = save_dir / "study.png"
+    LOGGER.info(f"Saving {out}...")
+    fig.savefig(out, dpi=300)
+    return out
