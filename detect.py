@@ -301,8 +301,7 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         InputError: a bad flag or ``--cam-layer``, a URL to a file; MissingInputError (a FileNotFoundError too):
             no source or weights.
     """
-    source = str(source)
-    webcam, save_img = check_source(source)
+    webcam, save_img = check_source(source := str(source))
     check_weights(weights)
     imgsz = check_options(imgsz, conf_thres, iou_thres, max_det, nms, soft_sigma, vid_stride)
     model, device, names, imgsz, half = load_model(weights, device, dnn, data, half, imgsz)

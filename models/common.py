@@ -4,10 +4,10 @@ Class names, constructor signatures and attribute names are those of YOLOv5 v6.1
 these classes by their dotted path (``models.common.Conv``...) and their attributes form the state-dict keys.
 Each class is registered with its channel rule (see ``models/registry.py``), so parse_model never names one.
 
-``CrossConv``, ``MixConv2d`` and ``Sum`` are v6.1's ``models/experimental.py`` layers; they are defined here
-with the other layers and re-exported by ``models.experimental``, which sits above ``models.yolo`` (it holds
-``attempt_load``). The attention classes live in ``models/attention/`` and are re-exported at the bottom of this file so that
-checkpoints pickled by forks as ``models.common.NAMAttention`` and friends still load.
+``CrossConv``, ``MixConv2d`` and ``Sum`` (v6.1's ``models/experimental.py`` layers) are defined here and re-exported by
+``models.experimental``, which sits above ``models.yolo``. The attention classes (``models/attention/``) are re-exported
+at the bottom so that checkpoints pickled by forks as ``models.common.NAMAttention`` and friends still load, and so is
+``DetectMultiBackend`` (lazily: it lives in ``models/backends.py``, which would otherwise make an import cycle).
 """
 
 from __future__ import annotations
@@ -390,6 +390,11 @@ class Classify(nn.Module):
         return self.flat(self.conv(z))
 
 
-# Attention modules, re-exported for checkpoints that pickle them as models.common.<name>.
 from models.attention import Channel_Att, CoTAttention, CotLayer, NAMAttention, SimAM, simam_module  # noqa: E402,F401
 importlib.import_module("models.blocks")  # the C3 attention option's blocks and the C3 aliases (C3SE, CBAMC3...)
+
+
+def __getattr__(name: str):  # v6.1's ``from models.common import DetectMultiBackend`` (see the module docstring)
+    if name != "DetectMultiBackend":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return importlib.import_module("models.backends").DetectMultiBackend

@@ -16,6 +16,7 @@ import torch.nn as nn
 from models.common import Conv, CrossConv, MixConv2d, Sum  # noqa: F401  (v6.1 pickles name the last three here)
 from models.yolo import Detect, Model
 from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.downloads import attempt_download  # noqa: F401  (v6.1 detect scripts import it from here)
 from utils.general import LOGGER, InputError
 
 

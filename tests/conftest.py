@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "yolov5-v61"
 
 torch.set_num_threads(2)
+os.environ.setdefault("WANDB_MODE", "disabled")  # where wandb is installed, training tests log nowhere
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from utils.general import LOGGER, NUM_THREADS, atomic_write
 from utils.inference_loaders import LoadImages, LoadStreams  # noqa: F401  (v6.1 imports them from here)
 from utils.labels import (BAR_FORMAT, CACHE_VERSION, HELP_URL, IMG_FORMATS, VID_FORMATS, class_range_problems,
                           count_row_issues, img2label_paths, img_files_from_path, load_or_scan_labels, summary_line,
-                          verify_image_label, writeable_location)
+                          exif_size, verify_image_label, writeable_location)
+from utils.label_cache import get_hash  # noqa: F401  (v6.1 name of utils.datasets)
 from utils.torch_utils import torch_distributed_zero_first
 
 __all__ = ["IMG_FORMATS", "VID_FORMATS", "img2label_paths", "verify_image_label", "LoadImagesAndLabels",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import logging
 import math
 import os
 import platform
 import re
+import shutil
 import uuid
+import urllib.parse
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence
 
@@ -18,6 +21,37 @@ ROOT = FILE.parents[1]  # repository root
 RANK = int(os.getenv("RANK", -1))
 VERBOSE = str(os.getenv("YOLOv5_VERBOSE", True)).lower() == "true"
 NUM_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))
+DATASETS_DIR = ROOT.parent / "datasets"  # v6.1's default dataset folder, beside the repository
+FONT = "Arial.ttf"
+NCOLS = 0 if Path("/workspace").exists() else shutil.get_terminal_size().columns  # tqdm width (0 in Docker)
+
+# v6.1 names of utils.general that live in modules importing this one: resolved on first use (PEP 562).
+_LAZY = {
+    **dict.fromkeys(("xyxy2xywh", "xywh2xyxy", "xywhn2xyxy", "xyxy2xywhn", "xyn2xy", "segment2box", "segments2boxes",
+                     "resample_segments", "scale_coords", "clip_coords"), "utils.boxes"),
+    **dict.fromkeys(("box_iou", "fitness", "labels_to_class_weights", "labels_to_image_weights"), "utils.metrics"),
+    **dict.fromkeys(("init_seeds", "intersect_dicts"), "utils.torch_utils"),
+    **dict.fromkeys(("is_ascii", "is_chinese"), "utils.annotator"),
+    "non_max_suppression": "utils.nms", "strip_optimizer": "utils.checkpoint", "check_dataset": "utils.dataset_yaml",
+    "coco80_to_coco91_class": "utils.coco", "check_imshow": "utils.inference_loaders", "methods": "utils.train_setup",
+}
+_LAZY_MODULES = {"np": "numpy", "pd": "pandas"}  # dataset yamls run ``from utils.general import np, pd``
+
+
+def __getattr__(name: str) -> Any:
+    """Import a v6.1 name listed in ``_LAZY``/``_LAZY_MODULES`` from where it is implemented (no second copy)."""
+    if name in _LAZY_MODULES:
+        value = importlib.import_module(_LAZY_MODULES[name])
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
 
 
 def set_logging(name: str = "yolov5", verbose: bool = True) -> logging.Logger:
@@ -68,6 +102,92 @@ def colorstr(*input: str) -> str:
     """Colour a string with ANSI codes: ``colorstr('blue', 'bold', 'hello')`` (default blue bold)."""
     *args, string = input if len(input) > 1 else ("blue", "bold", input[0])
     return "".join(_COLORS[x] for x in args) + f"{string}" + _COLORS["end"]
+
+
+def is_docker() -> bool:
+    """True inside the YOLOv5 Docker image (``/workspace`` exists)."""
+    return Path("/workspace").exists()
+
+
+def is_colab() -> bool:
+    """True in Google Colab (``google.colab`` importable)."""
+    return importlib.util.find_spec("google") is not None and importlib.util.find_spec("google.colab") is not None
+
+
+def is_kaggle() -> bool:
+    """True in a Kaggle notebook (its working directory and URL environment variables)."""
+    return os.environ.get("PWD") == "/kaggle/working" and os.environ.get("KAGGLE_URL_BASE") == "https://www.kaggle.com"
+
+
+def is_pip() -> bool:
+    """True when this package was installed by pip (this file sits under ``site-packages``)."""
+    return "site-packages" in FILE.parts
+
+
+def is_writeable(dir: str | Path, test: bool = False) -> bool:
+    """Whether files can be written in ``dir``: with ``test`` by creating (and removing) a file, else by os.access."""
+    if not test:
+        return os.access(dir, os.R_OK)  # v6.1 checks R_OK here (its own comment admits it is not reliable)
+    try:
+        (Path(dir) / "tmp.txt").touch()
+        (Path(dir) / "tmp.txt").unlink()
+        return True
+    except OSError:
+        return False
+
+
+def file_size(path: str | Path) -> float:
+    """Size of a file, or of all files under a folder, in MB (1E6 bytes); 0.0 when it does not exist."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size / 1e6
+    return sum(f.stat().st_size for f in path.glob("**/*") if f.is_file()) / 1e6 if path.is_dir() else 0.0
+
+
+def url2file(url: str) -> str:
+    """File name of a URL without its query: ``https://a.com/b/c.txt?auth=1`` -> ``c.txt``."""
+    return Path(urllib.parse.unquote(str(Path(url)).replace(":/", "://"))).name.split("?")[0]
+
+
+def clean_str(s: str) -> str:
+    """Replace each of ``|@#!¡·$€%&()=?¿^*;:,¨´><+`` with ``_``."""
+    return re.sub(r"[|@#!¡·$€%&()=?¿^*;:,¨´><+]", "_", s)
+
+
+def try_except(func: Callable) -> Callable:
+    """Decorator: log the exception raised by ``func`` instead of raising it (the call then returns None)."""
+    def handler(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except Exception as e:
+            LOGGER.info(e)
+    return handler
+
+
+class WorkingDirectory(contextlib.ContextDecorator):
+    """Context manager/decorator: run with ``new_dir`` as the current directory, then change back."""
+
+    def __init__(self, new_dir: str | Path) -> None:
+        self.dir, self.cwd = new_dir, Path.cwd().resolve()
+
+    def __enter__(self) -> None:
+        os.chdir(self.dir)
+
+    def __exit__(self, *exc: Any) -> None:
+        os.chdir(self.cwd)
+
+
+def check_version(current: str = "0.0.0", minimum: str = "0.0.0", name: str = "version ", pinned: bool = False,
+                  hard: bool = False, verbose: bool = False) -> bool:
+    """Whether ``current`` >= ``minimum`` (== when ``pinned``); ``hard`` raises AssertionError, ``verbose`` warns."""
+    from packaging.version import parse
+
+    result = parse(current) == parse(minimum) if pinned else parse(current) >= parse(minimum)
+    msg = f"WARNING: {name}{minimum} required by YOLOv5, but {name}{current} is currently installed"
+    assert result or not hard, emojis(msg)
+    if verbose and not result:
+        LOGGER.warning(msg)
+    return result
 
 
 def make_divisible(x: float, divisor: Any = 8) -> int:

@@ -1,7 +1,7 @@
 """Run loggers: ``results.csv`` (exact v6.1 format), TensorBoard scalars/images and training plots.
 
 Every public method is named after a train.py hook, so train.py can register them all on its
-``Callbacks``. W&B is not supported and is skipped silently.
+``Callbacks``. Weights & Biases logs too when ``wandb`` is installed (``utils/wandb_logger.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import torch
 from utils.general import LOGGER, colorstr
 from utils.plots import plot_images, plot_labels, plot_results
 from utils.torch_utils import de_parallel
+from utils.wandb_logger import WandbLogger
 
-LOGGERS = ("csv", "tb")  # what this project can log to ('wandb' is accepted and ignored)
+LOGGERS = ("csv", "tb", "wandb")  # what this project can log to (wandb: when installed)
 
 KEYS: tuple[str, ...] = (
     "train/box_loss", "train/obj_loss", "train/cls_loss",  # train loss
@@ -63,7 +64,7 @@ class Loggers:
         opt: training options; ``opt.evolve`` disables TensorBoard.
         hyp: hyperparameters (unused; kept for the v6.1 signature).
         logger: where messages go (default the project LOGGER).
-        include: loggers to enable, from ``('csv', 'tb')``.
+        include: loggers to enable, from ``('csv', 'tb', 'wandb')``.
     """
 
     def __init__(self, save_dir: Path | str | None = None, weights: str | None = None, opt: Any = None,
@@ -79,6 +80,7 @@ class Loggers:
         self._threads: list[threading.Thread] = []
         if self.csv:
             self.save_dir.mkdir(parents=True, exist_ok=True)
+        self.wandb = WandbLogger.create(opt, hyp, self.save_dir) if "wandb" in self.include else None
         if "tb" in self.include and not getattr(opt, "evolve", False):
             self.tb = _summary_writer(self.save_dir)
             if self.tb is not None:
@@ -92,6 +94,8 @@ class Loggers:
         if plots and labels is not None and len(labels):
             self.save_dir.mkdir(parents=True, exist_ok=True)
             plot_labels(labels, names, self.save_dir)
+        if self.wandb:
+            self.wandb.log_labels()
 
     def on_train_batch_end(self, ni: int, model: torch.nn.Module, imgs: torch.Tensor, targets: torch.Tensor,
                            paths: Sequence[str], plots: bool, sync_bn: bool) -> None:
@@ -131,13 +135,17 @@ class Loggers:
             for k, v in zip(self.keys, vals):
                 self.tb.add_scalar(k, v, epoch)
             self.tb.flush()
+        if self.wandb:
+            self.wandb.log_epoch(self.keys, vals, best=float(best_fitness) == float(fi), epoch=epoch)
 
     def on_model_save(self, last: Path, epoch: int, final_epoch: bool, best_fitness: float | np.ndarray,
                       fi: float | np.ndarray) -> None:
         """After a checkpoint is written (W&B artifacts only in v6.1; a no-op here)."""
 
     def on_params_update(self, params: dict) -> None:
-        """The run's hyperparameters after the loss-gain scaling (W&B config only in v6.1; a no-op here)."""
+        """The run's hyperparameters after the loss-gain scaling (to the W&B config)."""
+        if self.wandb:
+            self.wandb.update_config(params)
 
     def on_train_end(self, last: Path, best: Path, plots: bool, epoch: int, results: Sequence[float]) -> None:
         """Finish the batch plots, draw ``results.png`` and send the result images to TensorBoard."""
@@ -156,6 +164,8 @@ class Loggers:
                     self.tb.add_image(f.stem, np.ascontiguousarray(im[..., ::-1]), epoch, dataformats="HWC")
             self.tb.close()
             self.tb = None
+        if self.wandb:
+            self.wandb.finish(self.keys, results, best, last)
 
     def teardown(self) -> None:
         """The end of a run however it ended (also a stopped or failed one): finish the batch plots and close
@@ -166,6 +176,8 @@ class Loggers:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+        if self.wandb and self.wandb.run is not None:  # a run that failed or stopped: close the W&B run too
+            self.wandb.close()
 
     # ----------------------------------------------------------------------------------------------- helpers
     def _add_graph(self, model: torch.nn.Module, imgs: torch.Tensor) -> None:

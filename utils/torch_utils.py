@@ -85,6 +85,32 @@ def initialize_weights(model: nn.Module) -> None:
 
 
 @torch.no_grad()
+def find_modules(model: nn.Module, mclass: type = nn.Conv2d) -> list[int]:
+    """Indices of the entries of ``model.module_list`` that are instances of ``mclass``."""
+    return [i for i, m in enumerate(model.module_list) if isinstance(m, mclass)]
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of the model's parameter values that are exactly zero."""
+    total = zeros = 0
+    for p in model.parameters():
+        total += p.numel()
+        zeros += int((p == 0).sum())
+    return zeros / total if total else 0.0
+
+
+def prune(model: nn.Module, amount: float = 0.3) -> None:
+    """Zero the ``amount`` fraction of smallest-magnitude (L1) weights of every Conv2d, in place, and log the
+    resulting global sparsity."""
+    import torch.nn.utils.prune as tprune
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            tprune.l1_unstructured(m, name="weight", amount=amount)  # adds a mask...
+            tprune.remove(m, "weight")  # ...and bakes it into the weight
+    LOGGER.info(f"Model pruned to {sparsity(model):.3g} global sparsity")
+
+
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """Fold a BatchNorm into the preceding conv: a conv with bias and no gradients."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
