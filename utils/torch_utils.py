@@ -84,7 +84,6 @@ def initialize_weights(model: nn.Module) -> None:
             m.inplace = True
 
 
-@torch.no_grad()
 def find_modules(model: nn.Module, mclass: type = nn.Conv2d) -> list[int]:
     """Indices of the entries of ``model.module_list`` that are instances of ``mclass``."""
     return [i for i, m in enumerate(model.module_list) if isinstance(m, mclass)]
@@ -111,6 +110,7 @@ def prune(model: nn.Module, amount: float = 0.3) -> None:
     LOGGER.info(f"Model pruned to {sparsity(model):.3g} global sparsity")
 
 
+@torch.no_grad()
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """Fold a BatchNorm into the preceding conv: a conv with bias and no gradients."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
