@@ -22,26 +22,15 @@ from models.attention.coord_att import CoordAtt
 from models.attention.eca import ECAAttention, eca_kernel_size
 from models.attention.gam import GAMAttention
 from models.attention.se import SEAttention
-from tests.attention_refs import P, sig, check_against_reference
+from tests.attention_refs import P, sig, check_against_reference, randomize_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = {c.__name__: c for c in (SEAttention, CBAM, ECAAttention, CoordAtt, GAMAttention)}
 
 
 def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial biases, BN affine parameters and running statistics (weights keep their default init)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g))
-                mod.bias.copy_(0.3 * torch.randn(mod.bias.shape, generator=g))
-                mod.running_mean.copy_(0.2 * torch.randn(mod.running_mean.shape, generator=g))
-                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
-            elif isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-                mod.weight.mul_(2.0)  # gates away from 0.5
-                if mod.bias is not None:
-                    mod.bias.copy_(0.3 * torch.randn(mod.bias.shape, generator=g))
+    """Non-trivial biases, BN affine parameters and running statistics; weights doubled (gates away from 0.5)."""
+    randomize_layers(m, seed, norms=(nn.BatchNorm2d,), layers=(nn.Conv1d, nn.Conv2d, nn.Linear), gain=2.0)
     return m
 
 

@@ -22,22 +22,14 @@ from models.attention.ema import EMAttention
 from models.attention.s2_attention import S2Attention
 from models.attention.sge import SpatialGroupEnhance
 from models.attention.soca import SOCA
-from tests.attention_refs import P, sig, softmax, check_against_reference
+from tests.attention_refs import P, sig, softmax, check_against_reference, randomize_layers
 from utils.flops import count_functional_flops
 
 
 def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial norm affines, biases and learned scalars; conv/linear weights doubled (gates away from 0.5)."""
-    g = torch.Generator().manual_seed(seed)
+    g = randomize_layers(m, seed, norms=(nn.GroupNorm,), layers=(nn.Conv2d, nn.Linear), gain=2.0)
     with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.GroupNorm):
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g))
-                mod.bias.copy_(0.3 * torch.randn(mod.bias.shape, generator=g))
-            elif isinstance(mod, (nn.Conv2d, nn.Linear)):
-                mod.weight.mul_(2.0)
-                if mod.bias is not None:
-                    mod.bias.copy_(0.3 * torch.randn(mod.bias.shape, generator=g))
         for name, p in m.named_parameters():
             if name.endswith("gamma") or isinstance(m, SpatialGroupEnhance):  # scalars / SGE's γ, β start at 0, 1
                 p.copy_(torch.randn(p.shape, generator=g))

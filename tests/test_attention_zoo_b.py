@@ -24,24 +24,12 @@ from models.attention.lska import LSKA
 from models.attention.lsknet import LSKBlock
 from models.attention.mlca import MLCA, adaptive_pool2d
 from models.attention.parnet import ParNetAttention
-from tests.attention_refs import P, softmax, check_against_reference
+from tests.attention_refs import P, softmax, check_against_reference, randomize_layers
 
 
 def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial biases, norm affine parameters and BN running statistics; weights scaled ×1.5."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, (nn.BatchNorm2d, nn.LayerNorm)):
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g))
-                mod.bias.copy_(0.3 * torch.randn(mod.bias.shape, generator=g))
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.copy_(0.2 * torch.randn(mod.running_mean.shape, generator=g))
-                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
-            elif isinstance(mod, (nn.Conv1d, nn.Conv2d)):
-                mod.weight.mul_(1.5)
-                if mod.bias is not None:
-                    mod.bias.copy_(0.3 * torch.randn(mod.bias.shape, generator=g))
+    randomize_layers(m, seed, norms=(nn.BatchNorm2d, nn.LayerNorm), gain=1.5)
     return m
 
 

@@ -24,26 +24,15 @@ from models.attention.gct import GCT
 from models.attention.mhsa import MHSA, attend, axis_embedding
 from models.attention.psa import PolarizedSelfAttention
 from models.attention.scse import scSE
-from tests.attention_refs import P, sig, check_against_reference
+from tests.attention_refs import P, sig, check_against_reference, randomize_layers
 from utils.flops import count_functional_flops
 
 
 def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial norm affines, running statistics and biases; weights doubled (gates away from 0.5)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, (nn.BatchNorm2d, nn.GroupNorm)):
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g))
-                mod.bias.copy_(0.3 * torch.randn(mod.bias.shape, generator=g))
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.copy_(0.2 * torch.randn(mod.running_mean.shape, generator=g))
-                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
-            elif isinstance(mod, (nn.Conv1d, nn.Conv2d)):
-                mod.weight.mul_(2.0)
-                if mod.bias is not None:
-                    mod.bias.copy_(0.3 * torch.randn(mod.bias.shape, generator=g))
-        if isinstance(m, GCT):  # the paper's γ = β = 0 make the gate 1: move them
+    g = randomize_layers(m, seed, norms=(nn.BatchNorm2d, nn.GroupNorm), gain=2.0)
+    if isinstance(m, GCT):  # the paper's γ = β = 0 make the gate 1: move them
+        with torch.no_grad():
             m.alpha.copy_(0.5 + torch.rand(m.alpha.shape, generator=g))
             m.gamma.copy_(torch.randn(m.gamma.shape, generator=g))
             m.beta.copy_(0.3 * torch.randn(m.beta.shape, generator=g))
