@@ -40,6 +40,7 @@ from models.backends import DetectMultiBackend, names_from_data  # noqa: E402
 from models.experimental import safe_classes  # noqa: E402
 from utils.checkpoint import strip_optimizer  # noqa: E402
 from utils.detect_results import Results  # noqa: E402
+from utils.downloads import ASSETS, attempt_download  # noqa: E402
 from utils.general import (LOGGER, InputError, check_img_size, colorstr, expand_imgsz,  # noqa: E402
                            increment_path, print_args, run_cli)
 from utils.inference_loaders import LoadImages, LoadStreams, check_imshow, is_url  # noqa: E402
@@ -74,11 +75,20 @@ def check_source(source: str) -> tuple[bool, bool]:
 
 
 def check_weights(weights: str | Path | Sequence[str | Path]) -> None:
-    """Raise :class:`MissingInputError` naming each weights file that is not here (nothing is downloaded)."""
+    """Make sure every weights file is here: an official release name (``yolov5s.pt``...) is fetched when a
+    network exists; anything else missing raises :class:`MissingInputError` naming it and what to do."""
     for w in weights if isinstance(weights, (list, tuple)) else [weights]:
-        if not Path(w).exists():
-            raise MissingInputError(f"weights not found: {w}. Pass --weights path/to/model.pt (.torchscript, "
-                                    f".onnx), e.g. runs/train/exp/weights/best.pt; detect.py downloads nothing")
+        if Path(w).exists():
+            continue
+        hint = "Pass --weights path/to/model.pt (.torchscript, .onnx), e.g. runs/train/exp/weights/best.pt"
+        if Path(w).name in ASSETS:  # v6.1's default and the other official checkpoints
+            try:
+                attempt_download(w)
+                continue
+            except FileNotFoundError as e:
+                raise MissingInputError(f"{e}\n{hint}") from None
+        raise MissingInputError(f"weights not found: {w}. {hint}; only the official release checkpoints "
+                                f"({ASSETS[0]}...{ASSETS[-1]}) are fetched, when a network exists")
 
 
 def check_options(imgsz: int | Sequence[int], conf_thres: float, iou_thres: float, max_det: int,

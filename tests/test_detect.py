@@ -310,3 +310,16 @@ def test_onnx_weights_full_letterbox_and_names(weights, tmp_path, shared_data, y
     run(tmp_path / "bare.onnx", tmp_path, src, conf_thres=0.0001, imgsz=128, data=tmp_path / "abc.yaml")
     line = next(m for m in map(IMG_LINE.match, yolo_log) if m)
     assert line[6] and counted_names(line[6]) <= {"ant", "bee", "cat"}
+
+
+def test_default_source_is_the_shipped_sample_images(weights, tmp_path):
+    """``python detect.py`` with no --source reads data/images: two drawn sample images, shipped with the repo."""
+    from utils.synthetic import SAMPLE_IMAGES, sample_images
+    shipped = {f.name: cv2.imread(str(f)) for f in sorted((ROOT / "data" / "images").glob("*.jpg"))}
+    assert sorted(shipped) == sorted(SAMPLE_IMAGES)
+    for f in sample_images(tmp_path / "regen"):  # the generator reproduces them (up to JPEG codec differences)
+        im = cv2.imread(str(f))
+        assert im.shape[1::-1] == SAMPLE_IMAGES[f.name] and im.shape == shipped[f.name].shape
+        assert np.abs(im.astype(np.float32) - shipped[f.name]).mean() < 2.0
+    save_dir = Path(detect.run(weights=weights, imgsz=[160], device="cpu", project=tmp_path / "det", name="exp"))
+    assert sorted(f.name for f in save_dir.glob("*.jpg")) == sorted(SAMPLE_IMAGES)

@@ -70,9 +70,12 @@ def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _draw_image(rng: np.random.Generator, classes: list[int], names: list[str], img_size: int, size_jitter: int,
-                max_objects: int, empty_fraction: float) -> tuple[np.ndarray, list[str]]:
-    """One BGR uint8 image and its label lines."""
+                max_objects: int, empty_fraction: float, wh: tuple[int, int] | None = None
+                ) -> tuple[np.ndarray, list[str]]:
+    """One BGR uint8 image and its label lines (``wh``: a fixed (width, height) instead of a jittered size)."""
     w, h = (int(img_size + rng.integers(-size_jitter, size_jitter + 1)) for _ in range(2))
+    if wh is not None:
+        w, h = wh
     im = _background(h, w, rng)
     for _ in range(int(rng.integers(0, 5))):  # distractor lines (not objects)
         p1, p2 = (int(rng.integers(0, w)), int(rng.integers(0, h))), (int(rng.integers(0, w)), int(rng.integers(0, h)))
@@ -170,6 +173,27 @@ def generate_dataset(root: str | Path, names: list[str] | tuple[str, ...] = SHAP
     LOGGER.info(f"Synthetic dataset ready: {train + val} images, {n_obj} objects, {n_empty} background images "
                 f"({time.time() - t0:.1f}s) in {root}")
     return root
+
+
+SAMPLE_IMAGES = {"shapes_landscape.jpg": (640, 480), "shapes_portrait.jpg": (480, 640)}  # name: (w, h)
+
+
+def sample_images(folder: str | Path, seed: int = 0, jpeg_quality: int = 90) -> list[Path]:
+    """Write the shippable sample images of ``data/images`` (drawn here, so free of any licence) into ``folder``.
+
+    Each shows up to 6 shapes on a textured background, as the demo dataset does; the same seed gives the same
+    pixels before JPEG encoding. Returns the written files.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, (name, wh) in enumerate(SAMPLE_IMAGES.items()):
+        rng = np.random.default_rng([seed, 99, i])
+        im, _ = _draw_image(rng, list(range(len(SHAPES))), list(SHAPES), 0, 0, 6, 0.0, wh=wh)
+        if not cv2.imwrite(str(folder / name), im, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+            raise OSError(f"could not write {folder / name}")
+        files.append(folder / name)
+    return files
 
 
 def tiny_dataset(folder: str | Path, train: int = 32, val: int = 16, img_size: int = 96) -> Path:
