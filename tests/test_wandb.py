@@ -31,10 +31,31 @@ def test_offline_run_logs_metrics_and_the_model(tiny_data, tmp_path, monkeypatch
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     train.run(weights="", cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), imgsz=64, batch_size=16,
-              epochs=2, workers=0, device="cpu", project=str(tmp_path), name="wb")
+              epochs=2, workers=0, device="cpu", project=str(tmp_path), name="wb", save_period=1,
+              upload_dataset=True)
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     data = runs[0].read_bytes()
-    for key in (b"train/box_loss", b"metrics/mAP_0.5:0.95", b"x/lr0", b"best/epoch"):
+    for key in (b"train/box_loss", b"metrics/mAP_0.5:0.95", b"x/lr0", b"best/epoch", b"Labels", b"Mosaics",
+                b"BoundingBoxDebugger", b"Validation", b"Results"):
         assert key in data, key
     assert b"_model" in data and b"best.pt" in data  # the best weights as a model artifact
+    assert b"epoch 1" in data and b"last.pt" in data  # --save-period 1: last.pt after epoch 1 (not the final one)
+    assert data.count(b"dataset") >= 2  # --upload_dataset: the train and val splits as dataset artifacts
+
+
+def test_bbox_interval_rule():
+    from utils.wandb_logger import bbox_interval
+    ns = types.SimpleNamespace
+    assert bbox_interval(ns(epochs=300, bbox_interval=-1)) == 30 and bbox_interval(ns(epochs=5, bbox_interval=-1)) == 1
+    assert bbox_interval(ns(epochs=300, bbox_interval=7)) == 7
+    assert bbox_interval(ns(epochs=300, bbox_interval=-1, evolve=300)) == 301  # never while evolving
+
+
+def test_resume_continues_the_run_folders_wandb_run(tmp_path):
+    from utils.wandb_logger import resumed_run_id
+    assert resumed_run_id(tmp_path) is None
+    run = tmp_path / "wandb" / "offline-run-20261207_120000-x7k2abcd"
+    run.mkdir(parents=True)
+    (tmp_path / "wandb" / "latest-run").symlink_to(run.name)
+    assert resumed_run_id(tmp_path) == "x7k2abcd"

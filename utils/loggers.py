@@ -102,6 +102,10 @@ class Loggers:
         """First batches: model graph to TensorBoard (ni 0) and ``train_batch{ni}.jpg`` for ni < 3 (in a thread)."""
         if not plots:
             return
+        if ni == 10 and self.wandb:  # the three mosaics are written (v6.1 logs them at batch 10)
+            for t in self._threads:
+                t.join()
+            self.wandb.log_mosaics()
         if ni == 0 and self.tb is not None and not sync_bn:
             self._add_graph(model, imgs)
         if ni < 3:
@@ -112,15 +116,19 @@ class Loggers:
             self._threads.append(t)
 
     def on_train_epoch_end(self, epoch: int) -> None:
-        """Called after the last batch of an epoch (nothing to log here without W&B)."""
+        """Called after the last batch of an epoch (W&B: the epoch whose validation follows)."""
         self.current_epoch = epoch
+        if self.wandb:
+            self.wandb.epoch = epoch
 
     def on_val_image_end(self, pred: Any = None, predn: Any = None, path: Any = None, names: Any = None,
                          im: Any = None) -> None:
-        """Per validation image (W&B only in v6.1; a no-op here)."""
+        """Per validation image: W&B collects it for ``BoundingBoxDebugger`` on ``--bbox_interval`` epochs."""
+        if self.wandb and pred is not None:
+            self.wandb.val_image(pred, path, names, im)
 
     def on_val_end(self) -> None:
-        """After validation (W&B only in v6.1; a no-op here)."""
+        """After a validation with plots (nothing to do: W&B logs its images with the epoch's scalars)."""
 
     def on_fit_epoch_end(self, vals: Sequence[float], epoch: int, best_fitness: float | np.ndarray,
                          fi: float | np.ndarray) -> None:
@@ -136,11 +144,15 @@ class Loggers:
                 self.tb.add_scalar(k, v, epoch)
             self.tb.flush()
         if self.wandb:
+            self.wandb.log_debug_images()  # BoundingBoxDebugger, in the epoch's commit
             self.wandb.log_epoch(self.keys, vals, best=float(best_fitness) == float(fi), epoch=epoch)
 
     def on_model_save(self, last: Path, epoch: int, final_epoch: bool, best_fitness: float | np.ndarray,
                       fi: float | np.ndarray) -> None:
-        """After a checkpoint is written (W&B artifacts only in v6.1; a no-op here)."""
+        """After a checkpoint is written: W&B logs ``last.pt`` as an artifact every ``--save-period`` epochs."""
+        period = int(getattr(self.opt, "save_period", -1) or -1)
+        if self.wandb and period > 0 and (epoch + 1) % period == 0 and not final_epoch:
+            self.wandb.log_model(last, epoch, float(best_fitness), best=float(best_fitness) == float(fi))
 
     def on_params_update(self, params: dict) -> None:
         """The run's hyperparameters after the loss-gain scaling (to the W&B config)."""

@@ -1,9 +1,16 @@
 """Weights & Biases logging of a training run, when the optional ``wandb`` package is installed.
 
-What is logged follows YOLOv5 v6.1: the run config (options and hyps), the label plots at the start, one commit
-of the 13 ``results.csv`` scalars per epoch, the best epoch's metrics in the run summary, and at the end the final
-metrics, the result plots and (not when evolving) the best weights as a ``model`` artifact. ``WANDB_MODE=offline``
-(read by wandb itself) keeps the run on disk under the run folder, for ``wandb sync`` later.
+What is logged follows YOLOv5 v6.1: the run config (options and hyps), the label plots at the start, the first
+training mosaics (``Mosaics``), one commit of the 13 ``results.csv`` scalars per epoch, up to 16 validation images
+with their predicted boxes every ``--bbox_interval`` epochs (``BoundingBoxDebugger``), the best epoch's metrics in
+the run summary, ``last.pt`` as a ``run_<id>_model`` artifact every ``--save-period`` epochs, and at the end the
+final metrics, the result and validation plots and (not when evolving) the best weights as a ``model`` artifact.
+``--upload_dataset`` (``val``: the val split only) logs the splits as ``dataset`` artifacts with a table of the
+images and their boxes. ``WANDB_MODE=offline`` (read by wandb itself) keeps the run on disk under the run folder,
+for ``wandb sync`` later; ``--resume`` continues the run's W&B run (its id is read from the run folder).
+
+Not supported: ``wandb-artifact://`` dataset paths and resuming from a W&B artifact (v6.1's
+``--resume wandb-artifact://...``), and v6.1's per-epoch evaluation table of ``--upload_dataset``.
 
 Without ``wandb`` nothing is sent; the W&B flags (``--entity``, ``--upload_dataset``, ``--bbox_interval``,
 ``--artifact_alias``) then log one warning saying they are ignored. A W&B failure never stops training: the
@@ -17,8 +24,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from utils.general import LOGGER, colorstr
+from utils.labels import IMG_FORMATS
 
 PREFIX = colorstr("Weights & Biases: ")
+MAX_DEBUG_IMAGES = 16  # BoundingBoxDebugger images per logged epoch
 RESULT_IMAGES = ("results.png", "confusion_matrix.png", "F1_curve.png", "PR_curve.png", "P_curve.png",
                  "R_curve.png")
 
@@ -27,6 +36,22 @@ def wandb_flags(opt: Any) -> list[str]:
     """The W&B options given a non-default value in ``opt``."""
     defaults = {"entity": None, "upload_dataset": False, "bbox_interval": -1, "artifact_alias": "latest"}
     return [f"--{k}" for k, d in defaults.items() if getattr(opt, k, d) != d]
+
+
+def bbox_interval(opt: Any) -> int:
+    """Epochs between ``BoundingBoxDebugger`` logs: ``--bbox_interval``, where -1 means epochs // 10 (at least 1);
+    never while evolving."""
+    epochs = int(getattr(opt, "epochs", 1) or 1)
+    if getattr(opt, "evolve", None):
+        return epochs + 1
+    n = int(getattr(opt, "bbox_interval", -1))
+    return n if n > 0 else (epochs // 10 if epochs > 10 else 1)
+
+
+def resumed_run_id(save_dir: Path) -> str | None:
+    """The W&B run id of an earlier session of this run folder (``wandb/latest-run`` -> ``...-<id>``)."""
+    latest = Path(save_dir) / "wandb" / "latest-run"
+    return latest.resolve().name.rsplit("-", 1)[-1] if latest.exists() else None
 
 
 class WandbLogger:
@@ -41,8 +66,10 @@ class WandbLogger:
     def __init__(self, opt: Any, hyp: dict | None, save_dir: Path):
         import wandb
 
-        self.wandb, self.save_dir = wandb, Path(save_dir)
+        self.wandb, self.save_dir, self.opt = wandb, Path(save_dir), opt
         self.evolving = bool(getattr(opt, "evolve", None))
+        self.bbox_interval, self.epoch, self.debug_images, self.mosaics_logged = bbox_interval(opt), 0, [], False
+        resume = getattr(opt, "resume", False)
         project = str(getattr(opt, "project", "runs/train"))
         name = getattr(opt, "name", "exp")
         config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opt).items()} if opt else {}
@@ -50,7 +77,14 @@ class WandbLogger:
         self.run = wandb.run or wandb.init(config=config, project="YOLOv5" if project.endswith("runs/train")
                                            else Path(project).stem, entity=getattr(opt, "entity", None),
                                            name=None if name == "exp" else name, job_type="Training",
-                                           resume="allow", allow_val_change=True, dir=str(self.save_dir))
+                                           resume="allow", allow_val_change=True, dir=str(self.save_dir),
+                                           id=resumed_run_id(self.save_dir) if resume else None)
+        upload = getattr(opt, "upload_dataset", False)
+        if upload and not resume and getattr(opt, "data", None):
+            try:
+                self.upload_dataset(opt.data, ("val",) if upload == "val" else ("train", "val"))
+            except Exception as e:  # a dataset that cannot be uploaded never stops training (nor W&B)
+                LOGGER.warning(f"{PREFIX}WARNING: --upload_dataset failed ({type(e).__name__}: {e})")
 
     @classmethod
     def create(cls, opt: Any, hyp: dict | None, save_dir: Path) -> "WandbLogger | None":
@@ -101,6 +135,71 @@ class WandbLogger:
                     self.run.summary[f"best/{k.split('/')[1]}"] = data[k]
             self.run.summary["best/epoch"] = epoch
 
+    def log_mosaics(self) -> None:
+        """The first training mosaics (``train_batch*.jpg``) as ``Mosaics``, once."""
+        ims = self._images(sorted(self.save_dir.glob("train*.jpg")))
+        if ims and not self.mosaics_logged:
+            self.mosaics_logged = self._safe(self.run.log, {"Mosaics": ims}, commit=False)
+
+    def val_image(self, pred: Any, path: Any, names: Sequence[str] | dict, im: Any) -> None:
+        """Collect one validation image with its predictions (letterboxed pixels) on ``--bbox_interval`` epochs."""
+        if (self.run is None or self.epoch == 0 or self.epoch % self.bbox_interval or im is None
+                or len(self.debug_images) >= MAX_DEBUG_IMAGES):
+            return
+        names = dict(enumerate(names)) if not isinstance(names, dict) else names
+        boxes = [{"position": {"minX": float(x1), "minY": float(y1), "maxX": float(x2), "maxY": float(y2)},
+                  "class_id": int(c), "box_caption": f"{names[int(c)]} {float(conf):.3f}",
+                  "scores": {"class_score": float(conf)}, "domain": "pixel"}
+                 for x1, y1, x2, y2, conf, c in pred.tolist()]
+        img = im.detach().float().cpu()
+        img = img / 255 if img.max() > 1 else img  # CHW, 0-1
+        self.debug_images.append(self.wandb.Image(img, caption=Path(str(path)).name, boxes={
+            "predictions": {"box_data": boxes, "class_labels": {int(k): str(v) for k, v in names.items()}}}))
+
+    def log_debug_images(self) -> None:
+        """The collected validation images as ``BoundingBoxDebugger`` (committed with the epoch's scalars)."""
+        if self.debug_images:
+            self._safe(self.run.log, {"BoundingBoxDebugger": self.debug_images}, commit=False)
+            self.debug_images = []
+
+    def log_model(self, last: Path, epoch: int, best_fitness: float, best: bool) -> None:
+        """``last.pt`` as a ``run_<id>_model`` artifact with v6.1's metadata and aliases (``--save-period``)."""
+        if self.run is None or not Path(last).exists():
+            return
+        meta = {"original_url": str(last), "epochs_trained": epoch + 1, "save period": self.opt.save_period,
+                "project": str(self.opt.project), "total_epochs": self.opt.epochs,
+                "fitness_score": float(best_fitness)}
+        art = self.wandb.Artifact(f"run_{self.run.id}_model", type="model", metadata=meta)
+        art.add_file(str(last), name="last.pt")
+        if self._safe(self.run.log_artifact, art, aliases=["latest", "last", f"epoch {epoch + 1}",
+                                                           "best" if best else ""]):
+            LOGGER.info(f"{PREFIX}Saving model artifact on epoch {epoch + 1}")
+
+    def upload_dataset(self, data: Any, splits: Sequence[str]) -> None:
+        """Log each split as a ``dataset`` artifact: its images and labels folders and a table of the images."""
+        from utils.dataset_yaml import check_dataset  # the dataset is checked again by training right after
+
+        d = check_dataset(data)
+        names = {i: n for i, n in enumerate(d["names"])}
+        class_set = self.wandb.Classes([{"id": k, "name": v} for k, v in names.items()])  # one object: W&B
+        for split in splits:
+            folders = [Path(x) for x in (d[split] if isinstance(d.get(split), list) else [d.get(split)]) if x]
+            art = self.wandb.Artifact(split, type="dataset")
+            table = self.wandb.Table(columns=["id", "train_image", "Classes", "name"])
+            for folder in (f for f in folders if f.is_dir()):
+                art.add_dir(str(folder), name=f"data/images/{folder.name}")
+                labels = folder.parent.parent / "labels" / folder.name
+                if labels.is_dir():
+                    art.add_dir(str(labels), name=f"data/labels/{folder.name}")
+                for i, f in enumerate(sorted(p for p in folder.iterdir() if p.suffix[1:].lower() in IMG_FORMATS)):
+                    lab = labels / f"{f.stem}.txt"
+                    rows = [r.split() for r in lab.read_text().splitlines() if r.strip()] if lab.exists() else []
+                    classes = sorted({names.get(int(float(r[0])), r[0]) for r in rows if r})
+                    table.add_data(i, self.wandb.Image(str(f), classes=class_set), class_set,
+                                   ", ".join(classes) or f.name)
+            art.add(table, split)
+            self._safe(self.run.log_artifact, art)
+
     def update_config(self, params: dict) -> None:
         """Config values that change after the start (the scaled hyps)."""
         self._safe(self.run.config.update, {"hyp": dict(params)}, allow_val_change=True)
@@ -111,7 +210,9 @@ class WandbLogger:
             return
         data = dict(zip(keys[3:10], (float(v) for v in results)))
         ims = self._images([self.save_dir / f for f in RESULT_IMAGES])
-        self._safe(self.run.log, {**data, **({"Results": ims} if ims else {})})
+        val = self._images(sorted(self.save_dir.glob("val*.jpg")))
+        self.log_mosaics()  # a run of fewer than 10 batches
+        self._safe(self.run.log, {**data, **({"Results": ims} if ims else {}), **({"Validation": val} if val else {})})
         weights = best if best.exists() else last
         if not self.evolving and weights.exists():
             art = self.wandb.Artifact(f"run_{self.run.id}_model", type="model")
