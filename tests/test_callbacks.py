@@ -6,10 +6,12 @@ from collections import Counter
 
 import pytest
 import torch
+import yaml
 
 import train
 from tests.conftest import ROOT
 from utils.callbacks import HOOKS, Callbacks
+from utils.general import InputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = dict(weights="", imgsz=64, batch_size=16, workers=0, device="cpu", noautoanchor=True)
@@ -109,11 +111,14 @@ def test_evolve_runs_train_per_generation_with_the_same_callbacks(tiny_data, tmp
     cb = Callbacks()
     for hook in ("on_params_update", "teardown", "on_train_end"):
         cb.register_action(hook, name="test counter", callback=lambda *a, _h=hook, **k: calls.update([_h]))
+    hyp = yaml.safe_load((ROOT / "data/hyps/hyp.scratch-low.yaml").read_text())
+    (tmp_path / "hyp.yaml").write_text(yaml.safe_dump({**hyp, "nam_l1": 1e-4}))
     opt = train.parse_opt(True)
     for k, v in dict(SMALL, cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), epochs=1, evolve=2,
-                     project=str(tmp_path), name="evo").items():
+                     project=str(tmp_path), name="evo", hyp=str(tmp_path / "hyp.yaml")).items():
         setattr(opt, k, v)
     best = train.main(opt, callbacks=cb)
+    assert best["nam_l1"] == 1e-4  # a key --evolve does not mutate is kept
     rows = (tmp_path / "evo" / "evolve.csv").read_text().splitlines()
     assert len(rows) == 3 and "lr0" in best  # header + one row per generation; the best hyps come back
     assert calls == {"on_params_update": 2, "teardown": 2, "on_train_end": 2}
@@ -124,3 +129,22 @@ def test_evolve_runs_train_per_generation_with_the_same_callbacks(tiny_data, tmp
     text = "\n".join(yolo_log)
     assert "2 generations finished, current result:" in text and "metrics/mAP_0.5:0.95" in text
     assert "Best results from row" in text and "Hyperparameter evolution finished 2 generations" in text
+
+    opt = train.parse_opt(True)  # --evolve 1 --resume: continue the same folder's evolve.csv (v6.1's way)
+    for k, v in dict(SMALL, cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), epochs=1, evolve=1,
+                     project=str(tmp_path), name="evo", resume=True, hyp=str(tmp_path / "hyp.yaml")).items():
+        setattr(opt, k, v)
+    train.main(opt)
+    assert len((d / "evolve.csv").read_text().splitlines()) == 1 + 3 and not (tmp_path / "evo2").exists()
+    assert len((d / "results.csv").read_text().splitlines()) == 1 + 3
+    assert "continuing" in "\n".join(yolo_log) and "2 generations recorded" in "\n".join(yolo_log)
+
+
+def test_evolve_refuses_a_csv_of_other_hyps(tmp_path):
+    from utils.evolve import METRIC_KEYS, check_resumable
+    f = tmp_path / "evolve.csv"
+    assert check_resumable(f, {"lr0": 0.01}) == 0
+    f.write_text(",".join(f"{k:>20s}" for k in (*METRIC_KEYS, "lr0", "lrf")) + "\n" + "0," * 8 + "0\n")
+    assert check_resumable(f, {"lr0": 0.01, "lrf": 0.1}) == 1
+    with pytest.raises(InputError, match=r"evolve.csv: its columns are not this evolution's .*missing: \['momentum'\]"):
+        check_resumable(f, {"lr0": 0.01, "lrf": 0.1, "momentum": 0.9})

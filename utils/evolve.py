@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import time
 from copy import deepcopy
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from utils.general import LOGGER, colorstr
+from utils.general import LOGGER, InputError, colorstr
 from utils.hyps import load_hyp
 from utils.plots import plot_evolve
 
@@ -53,9 +54,11 @@ def mutate(hyp: dict, evolve_csv: Path, rng: np.random.Generator) -> dict:
     return hyp
 
 
-def record(results: tuple, hyp: dict, evolve_csv: Path, evolve_yaml: Path, fixed: dict | None = None) -> None:
+def record(results: tuple, hyp: dict, evolve_csv: Path, evolve_yaml: Path, fixed: dict | None = None,
+           prefix: str | None = None) -> None:
     """Append one generation to evolve.csv and rewrite hyp_evolve.yaml with the best hyps so far (plus the ``fixed``
-    keys that are not evolved, such as ``iou_type``, so the yaml trains the same recipe)."""
+    keys that are not evolved, such as ``iou_type``, so the yaml trains the same recipe); log the generation's
+    keys and values after ``prefix`` (default ``evolve: `` in blue bold)."""
     keys = (*METRIC_KEYS, *hyp.keys())
     vals = (*results, *hyp.values())
     if not evolve_csv.exists():
@@ -71,14 +74,62 @@ def record(results: tuple, hyp: dict, evolve_csv: Path, evolve_yaml: Path, fixed
                 "# " + ", ".join(f"{k.strip():>20s}" for k in METRIC_KEYS) + "\n"
                 "# " + ", ".join(f"{v:>20.5g}" for v in x[i, :7]) + "\n\n")
         yaml.safe_dump({**dict(zip(hyp.keys(), (float(v) for v in x[i, 7:]))), **(fixed or {})}, f, sort_keys=False)
-    prefix = colorstr("evolve: ")
+    prefix = colorstr("evolve: ") if prefix is None else prefix
     LOGGER.info(f"{prefix}{len(x)} generations finished, current result:\n"
                 + prefix + ", ".join(f"{k.strip():>20s}" for k in keys) + "\n"
                 + prefix + ", ".join(f"{v:20.5g}" for v in vals) + "\n\n")
 
 
+def print_mutation(results: tuple, hyp: dict, save_dir: str | Path, bucket: str = "",
+                   prefix: str = colorstr("evolve: ")) -> None:
+    """v6.1's per-generation record: append to ``save_dir/evolve.csv``, rewrite ``save_dir/hyp_evolve.yaml``, log.
+
+    With a ``bucket``, first pulls ``gs://<bucket>/evolve.csv`` when it is larger than the local file, and afterwards
+    pushes both files back, so machines sharing a bucket pool their generations (gsutil must be installed; a
+    failing gsutil raises ``subprocess.CalledProcessError`` or ``FileNotFoundError``).
+    """
+    save_dir = Path(save_dir)
+    evolve_csv, evolve_yaml = save_dir / "evolve.csv", save_dir / "hyp_evolve.yaml"
+    if bucket:
+        from utils.downloads import gsutil_getsize
+
+        url = f"gs://{bucket}/evolve.csv"
+        if gsutil_getsize(url) > (evolve_csv.stat().st_size if evolve_csv.exists() else 0):
+            subprocess.run(["gsutil", "cp", url, str(save_dir)], check=True)
+    record(tuple(results), dict(hyp), evolve_csv, evolve_yaml, prefix=prefix)
+    if bucket:
+        subprocess.run(["gsutil", "cp", str(evolve_csv), str(evolve_yaml), f"gs://{bucket}"], check=True)
+
+
+def check_resumable(evolve_csv: Path, hyp: dict) -> int:
+    """Generations already recorded in ``evolve_csv`` (0 when it does not exist), after checking that its columns
+    are this evolution's (the metrics, then the evolved hyps in the same order).
+
+    Raises:
+        InputError: the file's columns differ, so its rows cannot be parents of this evolution.
+    """
+    if not evolve_csv.exists():
+        return 0
+    lines = evolve_csv.read_text().splitlines()
+    found = [k.strip() for k in lines[0].split(",")] if lines else []
+    expected = [*METRIC_KEYS, *hyp]
+    if found != expected:
+        extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
+        raise InputError(f"{evolve_csv}: its columns are not this evolution's (not in the hyps: {extra}; missing: "
+                         f"{missing}; or another order), so its rows cannot be parents. Evolve the same --hyp file, "
+                         f"or start a new folder (without --resume / --exist-ok)")
+    n = len(lines) - 1
+    LOGGER.info(f"{colorstr('evolve: ')}continuing {evolve_csv}: {n} generation{'s' * (n != 1)} recorded, "
+                f"their best are the parents")
+    return n
+
+
 def evolve(opt: argparse.Namespace, device, callbacks, train_fn: Callable) -> dict:
-    """Run ``opt.evolve`` generations of ``train_fn(hyp, opt, device, callbacks)``; returns the best hyps."""
+    """Run ``opt.evolve`` generations of ``train_fn(hyp, opt, device, callbacks)``; returns the best hyps.
+
+    The folder's ``evolve.csv``, when it exists (``train.py --evolve N --resume`` reuses ``runs/evolve/exp``, as
+    v6.1), is continued: its best rows are the parents and N more generations are appended.
+    """
     hyp = load_hyp(opt.hyp)
     hyp.setdefault("anchors", 3)
     fixed = {k: v for k, v in hyp.items() if k not in META}  # kept as given in every generation (iou_type, nam_l1...)
@@ -87,6 +138,7 @@ def evolve(opt: argparse.Namespace, device, callbacks, train_fn: Callable) -> di
     save_dir = Path(opt.save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     evolve_csv, evolve_yaml = save_dir / "evolve.csv", save_dir / "hyp_evolve.yaml"
+    check_resumable(evolve_csv, hyp)
     rng = np.random.default_rng(int(time.time()))
     for _ in range(opt.evolve):
         child = mutate(hyp, evolve_csv, rng)
