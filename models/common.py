@@ -6,8 +6,8 @@ Each class is registered with its channel rule (see ``models/registry.py``), so 
 
 ``CrossConv``, ``MixConv2d`` and ``Sum`` (v6.1's ``models/experimental.py`` layers) are defined here and re-exported by
 ``models.experimental``, which sits above ``models.yolo``. The attention classes (``models/attention/``) are re-exported
-at the bottom so that checkpoints pickled by forks as ``models.common.NAMAttention`` and friends still load, and so is
-``DetectMultiBackend`` (lazily: it lives in ``models/backends.py``, which would otherwise make an import cycle).
+at the bottom so that checkpoints pickled by forks as ``models.common.NAMAttention`` and friends still load, and so are
+``DetectMultiBackend``, ``AutoShape`` and ``Detections`` (lazily: models/backends.py and autoshape.py import this one).
 """
 
 from __future__ import annotations
@@ -394,7 +394,7 @@ from models.attention import Channel_Att, CoTAttention, CotLayer, NAMAttention, 
 importlib.import_module("models.blocks")  # the C3 attention option's blocks and the C3 aliases (C3SE, CBAMC3...)
 
 
-def __getattr__(name: str):  # v6.1's ``from models.common import DetectMultiBackend`` (see the module docstring)
-    if name != "DetectMultiBackend":
+def __getattr__(name: str):  # v6.1 names of this module defined where they make no import cycle (see the docstring)
+    if (m := {"AutoShape": "autoshape", "Detections": "autoshape", "DetectMultiBackend": "backends"}.get(name)) is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return importlib.import_module("models.backends").DetectMultiBackend
+    return getattr(importlib.import_module(f"models.{m}"), name)

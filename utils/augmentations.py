@@ -1,5 +1,5 @@
 """Image augmentation for training: letterbox, HSV jitter, random perspective, MixUp,
-copy-paste and the optional Albumentations pipeline.
+copy-paste and the optional Albumentations pipeline; v6.1's unused extras hist_equalize, replicate and cutout.
 
 All functions work on HWC BGR uint8 numpy images. Labels are ``(n, 5)`` arrays ``[cls, x1, y1, x2, y2]`` in
 pixels unless said otherwise; segments are lists of ``(k, 2)`` pixel point arrays, one per label.
@@ -237,6 +237,65 @@ def copy_paste(im: np.ndarray, labels: np.ndarray, segments: list,
     sel = pasted > 0
     im[sel] = pasted[sel]
     return im, labels, segments
+
+
+def hist_equalize(im: np.ndarray, clahe: bool = True, bgr: bool = False) -> np.ndarray:
+    """Equalize the luma (Y of YUV) of an RGB (or, with ``bgr``, BGR) uint8 image; colour is kept.
+
+    ``clahe`` uses contrast-limited adaptive equalization (clip limit 2, 8x8 tiles), else global equalization.
+    Returns a new image in the same channel order.
+    """
+    yuv = cv2.cvtColor(im, cv2.COLOR_BGR2YUV if bgr else cv2.COLOR_RGB2YUV)
+    if clahe:
+        yuv[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(yuv[:, :, 0])
+    else:
+        yuv[:, :, 0] = cv2.equalizeHist(yuv[:, :, 0])
+    return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR if bgr else cv2.COLOR_YUV2RGB)
+
+
+def replicate(im: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Copy the smaller half of the boxes (by mean side, ``round(n / 2)`` of them) to random places in the image.
+
+    Each copy keeps its size and class and is appended to ``labels`` (pixel ``[cls, x1, y1, x2, y2]``); ``im`` is
+    modified in place. Returns ``(im, labels)``.
+    """
+    h, w = im.shape[:2]
+    boxes = labels[:, 1:].astype(int)
+    x1, y1, x2, y2 = boxes.T
+    s = ((x2 - x1) + (y2 - y1)) / 2  # mean side length (pixels)
+    for i in s.argsort()[:round(s.size * 0.5)]:  # smallest first
+        x1b, y1b, x2b, y2b = boxes[i]
+        bh, bw = y2b - y1b, x2b - x1b
+        yc, xc = int(random.uniform(0, h - bh)), int(random.uniform(0, w - bw))  # new top-left corner
+        x1a, y1a, x2a, y2a = xc, yc, xc + bw, yc + bh
+        im[y1a:y2a, x1a:x2a] = im[y1b:y2b, x1b:x2b]
+        labels = np.append(labels, [[labels[i, 0], x1a, y1a, x2a, y2a]], axis=0)
+    return im, labels
+
+
+CUTOUT_SCALES = [0.5] * 1 + [0.25] * 2 + [0.125] * 4 + [0.0625] * 8 + [0.03125] * 16  # mask size / image size
+
+
+def cutout(im: np.ndarray, labels: np.ndarray, p: float = 0.5) -> np.ndarray:
+    """Cutout: with probability ``p``, paint 31 random rectangles of random grey-ish colours into ``im`` (in place).
+
+    Mask sizes are up to 1/2 (once), 1/4 (twice), 1/8 (4x), 1/16 (8x) and 1/32 (16x) of the image side. After each
+    mask larger than 1/32, labels (pixel ``[cls, x1, y1, x2, y2]``) covered by it for 60 % or more of their area
+    are dropped. Returns the remaining labels (the image is changed in place).
+    """
+    if random.random() < p:
+        h, w = im.shape[:2]
+        for s in CUTOUT_SCALES:
+            mask_h = random.randint(1, max(int(h * s), 1))
+            mask_w = random.randint(1, max(int(w * s), 1))
+            xmin = max(0, random.randint(0, w) - mask_w // 2)
+            ymin = max(0, random.randint(0, h) - mask_h // 2)
+            xmax, ymax = min(w, xmin + mask_w), min(h, ymin + mask_h)
+            im[ymin:ymax, xmin:xmax] = [random.randint(64, 191) for _ in range(3)]
+            if len(labels) and s > 0.03:
+                box = np.array([xmin, ymin, xmax, ymax], dtype=np.float32)
+                labels = labels[bbox_ioa(box, labels[:, 1:5]) < 0.60]
+    return labels
 
 
 def hyp_value(hyp: dict[str, Any], key: str) -> float:

@@ -2,8 +2,7 @@
 
 ``LoadImagesAndLabels`` reads a folder / list file of images with YOLO label files, verifies and caches the
 labels (:mod:`utils.labels`), and serves letterboxed or mosaic-augmented images. ``create_dataloader`` wraps it
-in an :class:`InfiniteDataLoader` (worker processes live across epochs). Inference loaders (``LoadImages``,
-``LoadStreams``) are not here yet.
+in an :class:`InfiniteDataLoader` (worker processes live across epochs). v6.1's other names are re-exported.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, distributed
 from tqdm import tqdm
 
+from utils import dataset_tools
 from utils.augmentations import (Albumentations, augment_hsv, copy_paste, hyp_value, letterbox, mixup,
                                  random_perspective)
 from utils.boxes import xyn2xy, xywhn2xyxy, xyxy2xywhn
@@ -29,12 +29,12 @@ from utils.general import LOGGER, NUM_THREADS, atomic_write
 from utils.inference_loaders import LoadImages, LoadStreams  # noqa: F401  (v6.1 imports them from here)
 from utils.labels import (BAR_FORMAT, CACHE_VERSION, HELP_URL, IMG_FORMATS, VID_FORMATS, class_range_problems,
                           count_row_issues, img2label_paths, img_files_from_path, load_or_scan_labels, summary_line,
-                          exif_size, verify_image_label, writeable_location)
-from utils.label_cache import get_hash  # noqa: F401  (v6.1 name of utils.datasets)
+                          verify_image_label, writeable_location)
 from utils.torch_utils import torch_distributed_zero_first
 
 __all__ = ["IMG_FORMATS", "VID_FORMATS", "img2label_paths", "verify_image_label", "LoadImagesAndLabels",
            "InfiniteDataLoader", "create_dataloader", "LoadImages", "LoadStreams"]
+__getattr__ = dataset_tools.datasets_getattr  # v6.1 names implemented elsewhere (get_hash, LoadWebcam...), on first use
 
 
 class LoadImagesAndLabels(Dataset):

@@ -34,6 +34,11 @@ _LAZY = {
     **dict.fromkeys(("is_ascii", "is_chinese"), "utils.annotator"),
     "non_max_suppression": "utils.nms", "strip_optimizer": "utils.checkpoint", "check_dataset": "utils.dataset_yaml",
     "coco80_to_coco91_class": "utils.coco", "check_imshow": "utils.inference_loaders", "methods": "utils.train_setup",
+    **dict.fromkeys(("CONFIG_DIR", "user_config_dir", "check_online", "check_git_status", "check_python",
+                     "check_requirements", "check_font"), "utils.checks"),
+    **dict.fromkeys(("Profile", "Timeout"), "utils.timers"),
+    **dict.fromkeys(("download", "gsutil_getsize"), "utils.downloads"),
+    "print_mutation": "utils.evolve", "apply_classifier": "utils.second_stage",
 }
 _LAZY_MODULES = {"np": "numpy", "pd": "pandas"}  # dataset yamls run ``from utils.general import np, pd``
 
@@ -84,9 +89,9 @@ def run_cli(main: Any, parse_opt: Any, script: str) -> Any:
         raise SystemExit(1) from None
 
 
-def emojis(s: str = "") -> str:
+def emojis(str: str = "") -> str:  # noqa: A002  (v6.1's parameter name, for keyword callers)
     """Strip emojis on Windows consoles that cannot print them."""
-    return s.encode().decode("ascii", "ignore") if platform.system() == "Windows" else s
+    return str.encode().decode("ascii", "ignore") if platform.system() == "Windows" else str
 
 
 _COLORS = {

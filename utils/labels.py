@@ -85,6 +85,26 @@ def exif_size(img: Image.Image) -> tuple[int, int]:
     return s
 
 
+def exif_transpose(image: Image.Image) -> Image.Image:
+    """``image`` turned upright by its EXIF orientation (tag 0x0112), with that tag removed from its EXIF.
+
+    Orientations 2-8 map to flip left-right, rotate 180, flip top-bottom, transpose, rotate 270, transverse and
+    rotate 90; a missing tag or orientation 1 returns ``image`` itself (PIL's ``ImageOps.exif_transpose`` also
+    rewrites other tags and XMP, which this does not).
+    """
+    t = getattr(Image, "Transpose", Image)  # Pillow >= 9.1 keeps the constants in an enum
+    methods = {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
+               7: t.TRANSVERSE, 8: t.ROTATE_90}
+    method = methods.get(image.getexif().get(0x0112, 1))
+    if method is None:
+        return image
+    image = image.transpose(method)  # a new image: the caller's keeps its EXIF
+    exif = image.getexif()
+    exif.pop(0x0112, None)
+    image.info["exif"] = exif.tobytes()
+    return image
+
+
 class LabelCheck(NamedTuple):
     """Result of :func:`verify_image_label` for one image."""
 

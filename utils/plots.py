@@ -19,10 +19,14 @@ from PIL import Image, ImageDraw
 from utils.annotator import Annotator, Colors, colors, is_ascii, load_font  # noqa: F401  (re-exported)
 from utils.boxes import clip_coords, xywh2xyxy, xyxy2xywh
 from utils.figures import new_figure
-from utils.general import LOGGER, increment_path
+from utils.general import LOGGER, RANK, increment_path
+from utils.plot_tools import (butter_lowpass_filtfilt, check_pil_font, hist2d, plot_lr_scheduler, plot_targets_txt,
+                              plot_val_txt, profile_idetection)
 
 __all__ = ["Annotator", "Colors", "colors", "feature_visualization", "output_to_target", "plot_images",
-           "plot_labels", "plot_results", "save_one_box"]
+           "plot_labels", "plot_results", "save_one_box", "plot_evolve", "plot_val_study", "is_ascii", "load_font",
+           "RANK", "butter_lowpass_filtfilt", "check_pil_font", "hist2d", "plot_lr_scheduler", "plot_targets_txt",
+           "plot_val_txt", "profile_idetection"]
 
 RESULTS_PANELS = (1, 2, 3, 4, 5, 8, 9, 10, 6, 7)  # results.csv columns shown in the 2x5 results.png panels
 
@@ -259,7 +263,8 @@ def plot_evolve(evolve_csv: str | Path = "path/to/evolve.csv") -> Path:
     """``evolve.png`` next to ``evolve_csv``: each evolved hyp against fitness, the best generation marked.
 
     One panel per hyp column on a 6×5 grid (v6.1's layout): the generations as points coloured by their density
-    (a 20×20 histogram), a black ``+`` at the best one, its value in the title. Logs the best row and its values.
+    (log counts of a 20×20 histogram, :func:`hist2d`), a black ``+`` at the best one, its value in the title.
+    Logs the best row and its values.
     """
     evolve_csv = Path(evolve_csv)
     with open(evolve_csv) as f:
@@ -272,10 +277,7 @@ def plot_evolve(evolve_csv: str | Path = "path/to/evolve.csv") -> Path:
     for i, k in enumerate(keys[7:]):
         v = x[:, 7 + i]
         ax = fig.add_subplot(6, 5, i + 1)
-        h, xe, ye = np.histogram2d(v, f, 20)
-        xi = np.clip(np.digitize(v, xe[1:-1]), 0, h.shape[0] - 1)
-        yi = np.clip(np.digitize(f, ye[1:-1]), 0, h.shape[1] - 1)
-        ax.scatter(v, f, c=h[xi, yi], cmap="viridis", alpha=0.8, edgecolors="none")
+        ax.scatter(v, f, c=hist2d(v, f, 20), cmap="viridis", alpha=0.8, edgecolors="none")
         ax.plot(v[j], f.max(), "k+", markersize=15)
         ax.set_title(f"{k} = {v[j]:.3g}", fontdict={"size": 9})
         if i % 5:

@@ -6,6 +6,7 @@ import datetime
 import math
 import os
 import platform
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,14 +18,38 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils import torch_profile
 from utils.flops import model_gflops
 from utils.general import LOGGER, colorstr
+
+profile = torch_profile.profile  # v6.1 name of this module: speed/memory/FLOPs table of operations
 
 
 def date_modified(path: str | Path = __file__) -> str:
     """Human-readable modification date of a file, e.g. '2026-11-21'."""
     t = datetime.datetime.fromtimestamp(Path(path).stat().st_mtime)
     return f"{t.year}-{t.month}-{t.day}"
+
+
+def git_describe(path: str | Path = Path(__file__).parent) -> str:
+    """``git describe --tags --long --always`` of the repository holding ``path`` (e.g. 'v6.1-12-gabc1234'), or
+    '' when ``path`` is not in a git repository or git is missing or takes over 10 s."""
+    try:
+        r = subprocess.run(["git", "-C", str(path), "describe", "--tags", "--long", "--always"], capture_output=True,
+                           text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def device_count() -> int:
+    """Number of NVIDIA GPUs as listed by ``nvidia-smi -L`` (one ``GPU i: ...`` line each); 0 when nvidia-smi is
+    absent, fails or takes over 10 s. Unlike ``torch.cuda.device_count()`` it does not initialise CUDA."""
+    try:
+        r = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in r.stdout.splitlines()) if r.returncode == 0 else 0
 
 
 def select_device(device: str = "", batch_size: int = 0, newline: bool = True) -> torch.device:
