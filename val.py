@@ -242,7 +242,7 @@ def load_model(data: str | Path | dict, weights: str | list | None, batch_size: 
         batch_size = 1
         LOGGER.info(f"Forcing --batch-size 1 square inference shape(1,3,{imgsz},{imgsz}) for non-PyTorch "
                     f"backends")
-    data = check_dataset(data)
+    data = check_dataset(data, autodownload=True)
     split_path(data, task if task in ("train", "val", "test") else "val")  # a missing split: say so now
     warn_nc_mismatch(model, data, single_cls)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)  # once model and data are ok

@@ -1,14 +1,22 @@
-"""Dataset yaml loading and checking, without any download.
+"""Dataset yaml loading and checking, and the ``download:`` hook.
 
 Differences from v6.1, on purpose:
 
 * a relative ``path`` is resolved against the yaml file's own folder (so a dataset folder such as
   ``../shared/data/bccd`` with ``path: .`` can be moved as one unit); v6.1's rule (relative to the repository
-  root) is the fallback, used when the data are found there and not beside the yaml; when neither exists the
-  yaml-folder reading is kept (so that the error names it, and a ``synthetic:`` dataset is generated there);
-* nothing is ever downloaded: a missing ``val`` set raises a ``FileNotFoundError`` listing the missing paths,
-  unless the yaml has a ``synthetic:`` entry, in which case the demo data are generated locally
-  (:mod:`utils.synthetic`).
+  root) is the fallback, used when the data are found there and not beside the yaml. When neither exists, the
+  yaml-folder reading is kept (so that the error names it, and a ``synthetic:`` dataset is generated there),
+  except for a yaml with a ``download:`` entry in this repository's ``data/`` folder: its data go where v6.1 puts
+  them, the repository-root reading (``data/VOC.yaml``'s ``../datasets/VOC`` is ``<repo>/../datasets/VOC``);
+* a ``download:`` entry is never run as code: it is an ``http(s)://...zip`` URL (fetched, unzipped into the
+  parent of ``path``, deleted) or the name of a Python function registered in
+  :data:`utils.dataset_downloads.DOWNLOADS` (``download: voc``); anything else (v6.1's Python or ``bash`` text)
+  is refused with a :class:`DatasetConfigError`. It runs only when ``check_dataset(..., autodownload=True)`` finds
+  ``val`` missing; offline it fails at once, naming the URLs and where to put the files by hand;
+* a yaml with a ``synthetic:`` entry has its demo data generated locally when ``val`` is missing
+  (:mod:`utils.synthetic`);
+* the download functions receive the dict with the resolved ``path`` (v6.1 passed the yaml text's ``path``, which
+  its scripts read relative to the current folder).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from utils.dataset_downloads import DOWNLOADS, get_downloader
 from utils.general import LOGGER, ROOT, InputError, check_yaml
 from utils.synthetic import generate_dataset
 
@@ -40,11 +49,12 @@ def _load_yaml(data: str | Path) -> tuple[dict, Path]:
     return d, f
 
 
-def _resolve_root(path: str | Path, yaml_dir: Path | None, val: Any = None) -> Path:
+def _resolve_root(path: str | Path, yaml_dir: Path | None, val: Any = None, downloads: bool = False) -> Path:
     """Dataset root for a yaml ``path`` entry (see module docstring).
 
     Candidates: the yaml's folder, then the repository root (v6.1). The first under which the (first) ``val``
-    entry exists wins; if it exists under none, the first candidate (without ``val``: the first that exists).
+    entry exists wins; if it exists under none, the first candidate (without ``val``: the first that exists),
+    or the repository-root one for a yaml in the repository's ``data/`` folder that ``downloads``.
     """
     p = Path(path)
     if p.is_absolute():
@@ -52,6 +62,8 @@ def _resolve_root(path: str | Path, yaml_dir: Path | None, val: Any = None) -> P
     candidates = ([yaml_dir / p] if yaml_dir else []) + [ROOT / p]
     v = val[0] if isinstance(val, (list, tuple)) and val else val
     found = [c for c in candidates if (c / str(v)).exists()] if v else [c for c in candidates if c.exists()]
+    if not found and downloads and yaml_dir and yaml_dir.resolve().is_relative_to((ROOT / "data").resolve()):
+        return candidates[-1].resolve()  # where v6.1 downloads it
     return (found or candidates)[0].resolve()
 
 
@@ -67,14 +79,18 @@ def check_dataset(data: str | Path | dict, autodownload: bool = False) -> dict:
 
     Args:
         data: yaml file (a bare name is searched under ``data/``), or an already loaded dict.
-        autodownload: accepted for v6.1 call compatibility; ignored (this project never downloads).
+        autodownload: run the yaml's ``download:`` entry when ``val`` is missing (train.py and val.py pass True;
+            the default False only reports the missing paths).
 
     Returns:
         The dict with absolute ``path``/``train``/``val``/``test``, an int ``nc`` and a ``names`` list.
 
     Raises:
-        FileNotFoundError: the yaml, or a ``val`` path, does not exist (the message lists them).
-        DatasetConfigError: invalid yaml, missing ``nc``, or ``names`` that do not match ``nc``.
+        FileNotFoundError: the yaml, or a ``val`` path, does not exist (the message lists them); a download failed
+            (:class:`utils.dataset_downloads.DatasetDownloadError`: the message names the URLs and where to put
+            the files by hand).
+        DatasetConfigError: invalid yaml, missing ``nc``, ``names`` that do not match ``nc``, or a ``download:``
+            entry that is neither a zip URL nor a registered name (when it would run).
     """
     if isinstance(data, dict):
         d, yaml_dir = dict(data), None
@@ -101,7 +117,7 @@ def check_dataset(data: str | Path | dict, autodownload: bool = False) -> dict:
                                  f"(names and nc must match)")
 
     d["yaml_file"] = f  # for later messages (split_path)
-    root = _resolve_root(d.get("path") or "", yaml_dir, d.get("val"))
+    root = _resolve_root(d.get("path") or "", yaml_dir, d.get("val"), downloads=bool(d.get("download")))
     d["path"] = str(root)
     for k in "train", "val", "test":
         if d.get(k):
@@ -117,11 +133,40 @@ def check_dataset(data: str | Path | dict, autodownload: bool = False) -> dict:
             except (TypeError, ValueError) as e:  # unknown keys or class names
                 raise DatasetConfigError(f"{f}: invalid 'synthetic' entry: {e}") from None
             missing = [str(x) for x in val if not x.exists()]
+        ran = bool(missing and d.get("download") and autodownload)
+        if ran:
+            _autodownload(d, f)
+            missing = [str(x) for x in val if not x.exists()]
         if missing:
-            hint = (" Its 'download:' entry is not run: this project never downloads at run time; "
-                    "fetch the data yourself." if d.get("download") else "")
+            hint = "" if not d.get("download") else (
+                " Its 'download:' entry ran but did not provide them; check the yaml's val entry." if ran else
+                " Its 'download:' entry was not run: check_dataset(autodownload=False) never downloads (train.py "
+                "and val.py run it); or fetch the data yourself.")
             raise FileNotFoundError(f"Dataset not found: {f} lists missing paths {missing}.{hint}")
     return d
+
+
+def _autodownload(d: dict, f: str) -> None:
+    """Run the dataset's ``download:`` entry (a zip URL or a registered function name; see module docstring).
+
+    Raises:
+        DatasetConfigError: the entry is anything else (it is not run).
+        FileNotFoundError: the download failed (the message says what to put where).
+    """
+    fn = get_downloader(d["download"])
+    if fn is None:
+        text = str(d["download"]).strip()
+        preview = (text.splitlines() or [""])[0][:60] + (" ..." if len(text) > 60 or "\n" in text else "")
+        raise DatasetConfigError(
+            f"{f}: its 'download:' entry ({preview!r}) is not run: dataset yamls are never executed as Python or "
+            f"shell code. Fetch the data yourself into {d['path']}, or set 'download:' to an http(s) URL of a .zip "
+            f"or to one of the registered download functions: {', '.join(DOWNLOADS)}.")
+    try:
+        fn(d)
+    except BaseException:
+        LOGGER.info("Dataset autodownload failure\n")
+        raise
+    LOGGER.info(f"Dataset autodownload success, saved to {d['path']}\n")
 
 
 def split_path(data: dict, split: str) -> str | list[str]:

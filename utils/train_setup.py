@@ -162,7 +162,7 @@ def load_data(s: TrainRun) -> None:
         InputError: the dataset's ``names`` do not match its ``nc``.
     """
     with torch_distributed_zero_first(LOCAL_RANK):
-        s.data_dict = check_dataset(s.opt.data)
+        s.data_dict = check_dataset(s.opt.data, autodownload=True)  # a missing dataset is fetched (v6.1)
     s.train_path, s.val_path = split_path(s.data_dict, "train"), split_path(s.data_dict, "val")
     val_path = s.val_path
     single_cls = s.opt.single_cls
