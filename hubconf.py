@@ -17,7 +17,9 @@ Entry points:
         with ``-`` replaced by ``_`` (``yolov5s-NAM.yaml`` -> ``yolov5s_NAM``, ``yolov5n-SimAM.yaml`` ->
         ``yolov5n_SimAM``, ``yolov5s-CoTA.yaml`` -> ``yolov5s_CoTA``...). Same arguments as ``yolov5s`` but
         ``pretrained=False`` by default: there are no official weights for them. ``pretrained=True`` loads
-        ``<file stem>.pt`` (e.g. ``yolov5s-NAM.pt``) from the current directory when you have one.
+        ``<file stem>.pt`` (e.g. ``yolov5s-NAM.pt``) from the current directory when you have one, else the
+        official checkpoint of the same size (``yolov5s.pt`` for ``yolov5s-NAM``), whose every layer is
+        transferred past the inserted attention layers (layers are paired by aligning the two yamls).
 
 Missing official weights are downloaded when a network is available; offline the call fails at once, naming the URL
 and where to put the file. Run ``python hubconf.py`` for a small demo.
@@ -66,7 +68,8 @@ def _create(name: str | _Path, pretrained: bool = True, channels: int = 3, class
     from utils.checkpoint import load_checkpoint
     from utils.downloads import attempt_download
     from utils.general import LOGGER
-    from utils.torch_utils import intersect_dicts, select_device
+    from models.transfer import transfer_state_dict
+    from utils.torch_utils import select_device
 
     if not verbose:
         LOGGER.setLevel(logging.WARNING)
@@ -81,10 +84,15 @@ def _create(name: str | _Path, pretrained: bool = True, channels: int = 3, class
                 raise FileNotFoundError(f"no model yaml {path.stem}.yaml under {_ROOT / 'models'}")
             model = Model(cfgs[0], channels, classes)
             if pretrained:
-                ckpt = load_checkpoint(attempt_download(path), map_location=device, allowed=safe_classes())
-                src = checkpoint_model(ckpt, path, prefer_ema=False)
-                csd = intersect_dicts(src.float().state_dict(), model.state_dict(), exclude=("anchors",))
+                weights = path if path.stem in _OFFICIAL or path.exists() else _official_base(model.yaml, path)
+                ckpt = load_checkpoint(attempt_download(weights), map_location=device, allowed=safe_classes())
+                src = checkpoint_model(ckpt, weights, prefer_ema=False)
+                # layers paired by aligning the two yamls: an inserted attention layer shifts no weight
+                csd, remapped = transfer_state_dict(src.float().state_dict(), getattr(src, "yaml", None),
+                                                    model.state_dict(), model.yaml, exclude=("anchors",))
                 model.load_state_dict(csd, strict=False)
+                LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {weights}"
+                            + (f" ({remapped} remapped)" if remapped else ""))
                 if len(getattr(src, "names", ())) == classes:
                     model.names = list(src.names)
         if autoshape:
@@ -93,6 +101,25 @@ def _create(name: str | _Path, pretrained: bool = True, channels: int = 3, class
     except Exception as e:
         s = f"{e}. Cache may be out of date, try `force_reload=True` or see {_HELP_URL} for help."
         raise Exception(s) from e
+
+
+def _official_base(cfg: dict, path: _Path) -> _Path:
+    """The official checkpoint whose model a yaml extends (same depth and width multiples, P5 or P6): the
+    pretrained weights of an attention model without its own ``<stem>.pt``.
+
+    Raises:
+        FileNotFoundError: no official model has these multiples (the message says what to pass instead).
+    """
+    import yaml
+
+    key = (cfg.get("depth_multiple"), cfg.get("width_multiple"), len(cfg.get("anchors") or ()) == 4)
+    for stem in _OFFICIAL:
+        f = next((_ROOT / "models").rglob(f"{stem}.yaml"), None)
+        d = yaml.safe_load(f.read_text()) if f else {}
+        if (d.get("depth_multiple"), d.get("width_multiple"), len(d.get("anchors") or ()) == 4) == key:
+            return _Path(f"{stem}.pt")
+    raise FileNotFoundError(f"{path} not found, and no official model has depth_multiple {key[0]} and "
+                            f"width_multiple {key[1]}: train it, then load it with custom(path=...)")
 
 
 def custom(path: str | _Path = "path/to/model.pt", autoshape: bool = True, verbose: bool = True,
@@ -168,7 +195,8 @@ def _attention_entry(stem: str):
         return _create(stem, pretrained, channels, classes, autoshape, verbose, device)
 
     entry.__name__ = entry.__qualname__ = _re.sub(r"\W", "_", stem)
-    entry.__doc__ = (f"Model of models/{stem}.yaml (random weights unless pretrained=True finds {stem}.pt). "
+    entry.__doc__ = (f"Model of models/{stem}.yaml: random weights, or with pretrained=True {stem}.pt if it is "
+                     f"here, else the official weights of its size transferred past the attention layers. "
                      f"Arguments as yolov5s.")
     return entry
 

@@ -355,6 +355,21 @@ def test_hub_transfers_pretrained_weights_to_other_classes(bccd_ckpt, monkeypatc
             torch.testing.assert_close(v, src[k], rtol=0, atol=0)
 
 
+def test_attention_entry_point_transfers_the_official_weights_past_its_layer(bccd_ckpt, monkeypatch):
+    monkeypatch.chdir(bccd_ckpt.parent)  # yolov5n.pt (nc=3) is there; yolov5n-NAM.pt is not
+    m = hub_load("yolov5n_NAM", pretrained=True, classes=3, device="cpu", autoshape=False)
+    src = torch.load(bccd_ckpt, weights_only=False)["model"].float().state_dict()
+    dst = m.state_dict()
+    shift = {i: i for i in range(24)} | {24: 25}  # NAMAttention inserted at 24: Detect moves from 24 to 25
+    n = 0
+    for k, v in src.items():
+        i, rest = k.split(".", 2)[1:]
+        if "anchors" not in k:
+            torch.testing.assert_close(dst[f"model.{shift[int(i)]}.{rest}"], v, rtol=0, atol=0)
+            n += 1
+    assert n == len([k for k in src if "anchors" not in k]) and m.names == BCCD
+
+
 def test_missing_official_weights_fail_fast_offline(tmp_path, monkeypatch, no_network):
     monkeypatch.chdir(tmp_path)
     t = time.time()
