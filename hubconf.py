@@ -64,22 +64,24 @@ def _create(name: str | _Path, pretrained: bool = True, channels: int = 3, class
     from models.autoshape import AutoShape
     from models.backends import DetectMultiBackend
     from models.experimental import checkpoint_model, safe_classes
+    from models.transfer import transfer_state_dict
     from models.yolo import Model
     from utils.checkpoint import load_checkpoint
     from utils.downloads import attempt_download
-    from utils.general import LOGGER
-    from models.transfer import transfer_state_dict
+    from utils.general import LOGGER, check_requirements
     from utils.torch_utils import select_device
 
     if not verbose:
         LOGGER.setLevel(logging.WARNING)
+    check_requirements(exclude=("tensorboard", "thop", "opencv-python"))  # advice only: never installs or raises
     path = _Path(name).with_suffix(".pt") if _Path(name).suffix == "" else _Path(name)  # yolov5s -> yolov5s.pt
     try:
         device = select_device(("0" if torch.cuda.is_available() else "cpu") if device is None else device)
-        if pretrained and channels == 3 and classes == 80:
+        cfgs = sorted((_ROOT / "models").rglob(f"{path.stem}.yaml"), key=lambda p: (len(p.parts), str(p)))
+        as_file = path.exists() or path.stem in _OFFICIAL or not cfgs  # else: an attention yaml without its .pt
+        if pretrained and channels == 3 and classes == 80 and as_file:
             model = DetectMultiBackend(attempt_download(path), device=device)  # the file's own classes and names
         else:
-            cfgs = sorted((_ROOT / "models").rglob(f"{path.stem}.yaml"), key=lambda p: (len(p.parts), str(p)))
             if not cfgs:
                 raise FileNotFoundError(f"no model yaml {path.stem}.yaml under {_ROOT / 'models'}")
             model = Model(cfgs[0], channels, classes)

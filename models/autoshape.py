@@ -152,7 +152,8 @@ class AutoShape(nn.Module):
         return p if p is not None else torch.zeros(1, device=getattr(self.model, "device", "cpu"))
 
     def _run(self, x: torch.Tensor, augment: bool, profile: bool) -> Any:
-        # DetectMultiBackend's third argument is visualize, so profile applies to a plain Model only
+        """The wrapped model on ``x`` (``profile`` reaches a plain Model only: DetectMultiBackend's third argument
+        is ``visualize``)."""
         return self.model(x, augment=augment) if self.dmb else self.model(x, augment, profile)
 
     def _input_shape(self, shape1: list[int], size: float) -> tuple[int, int]:

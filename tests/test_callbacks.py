@@ -148,3 +148,31 @@ def test_evolve_refuses_a_csv_of_other_hyps(tmp_path):
     assert check_resumable(f, {"lr0": 0.01, "lrf": 0.1}) == 1
     with pytest.raises(InputError, match=r"evolve.csv: its columns are not this evolution's .*missing: \['momentum'\]"):
         check_resumable(f, {"lr0": 0.01, "lrf": 0.1, "momentum": 0.9})
+
+
+def test_mutate_parents_are_the_top_five_weighted_above_the_weakest_kept(tmp_path):
+    import numpy as np
+
+    from utils.evolve import METRIC_KEYS, mutate
+    f = tmp_path / "evolve.csv"
+    f.write_text(",".join((*METRIC_KEYS, "lr0")) + "\n")
+    assert mutate({"lr0": 0.01}, f, np.random.default_rng(0)) == {"lr0": 0.01}  # header only: no parent yet
+    maps = [0.0, 0.6, 0.2, 0.5, 0.3, 0.4]  # mAP@.5:.95 per generation (fitness 0.9x this, mAP@.5 = 0)
+    f.write_text(f.read_text() + "".join(f"0,0,0,{m},0,0,0,{0.01 * (i + 1)}\n" for i, m in enumerate(maps)))
+
+    class Spy:  # records the parent probabilities, otherwise a seeded generator
+        def __init__(self):
+            self.rng, self.p = np.random.default_rng(0), None
+
+        def choice(self, n, p):
+            self.p = p
+            return self.rng.choice(n, p=p)
+
+        def __getattr__(self, name):
+            return getattr(self.rng, name)
+
+    spy = Spy()
+    mutate({"lr0": 0.01}, f, spy)
+    fit = 0.9 * np.array([0.6, 0.5, 0.4, 0.3, 0.2])  # the top five, best first; generation 0 is not a parent
+    w = fit - fit.min() + 1e-6
+    np.testing.assert_allclose(spy.p, w / w.sum(), rtol=1e-6)

@@ -314,6 +314,23 @@ def test_extract_refuses_members_outside_the_folder(tmp_path):
     assert not (tmp_path / "evil.txt").exists()
 
 
+@pytest.mark.parametrize("has_filter", [True, False])  # False: Python patch releases before tarfile filters
+def test_tar_extract_refuses_links_with_or_without_tarfile_filters(tmp_path, monkeypatch, has_filter):
+    if not has_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("a")
+    with tarfile.open(tmp_path / "ok.tar.gz", "w:gz") as t:
+        t.add(tmp_path / "d", arcname="d")
+    assert (extract(tmp_path / "ok.tar.gz", tmp_path / "out") / "d" / "a.txt").read_text() == "a"
+    (tmp_path / "link").symlink_to("/etc/passwd")
+    with tarfile.open(tmp_path / "evil.tar.gz", "w:gz") as t:
+        t.add(tmp_path / "link", arcname="d/link")
+    with pytest.raises((tarfile.TarError, ValueError), match="link"):
+        extract(tmp_path / "evil.tar.gz", tmp_path / "out2")
+    assert not (tmp_path / "out2" / "d" / "link").exists()
+
+
 class Broken(io.BytesIO):
     def read(self, n=-1):
         if self.tell() >= 100:

@@ -368,6 +368,11 @@ def test_attention_entry_point_transfers_the_official_weights_past_its_layer(bcc
             torch.testing.assert_close(dst[f"model.{shift[int(i)]}.{rest}"], v, rtol=0, atol=0)
             n += 1
     assert n == len([k for k in src if "anchors" not in k]) and m.names == BCCD
+    m80 = hub_load("yolov5n_NAM", pretrained=True, device="cpu", autoshape=False)  # default 80 classes: built too
+    sd = m80.state_dict()
+    assert isinstance(m80, Model) and m80.names == [str(i) for i in range(80)]
+    torch.testing.assert_close(sd["model.25.m.0.weight"].shape[0], 3 * 85)  # Detect for 80 classes, fresh
+    torch.testing.assert_close(sd["model.23.cv3.conv.weight"], src["model.23.cv3.conv.weight"], rtol=0, atol=0)
 
 
 def test_missing_official_weights_fail_fast_offline(tmp_path, monkeypatch, no_network):

@@ -39,7 +39,13 @@ def extract(file: str | Path, dir: str | Path | None = None) -> Path:
         try:
             with tarfile.open(file, "r:gz") as t:
                 _check_members(file, dir, t.getnames())
-                t.extractall(dir, filter="data")  # no links out of dir, no device files, no setuid bits
+                if hasattr(tarfile, "data_filter"):  # Python 3.9.17+, 3.10.12+, 3.11.4+
+                    t.extractall(dir, filter="data")  # no links out of dir, no device files, no setuid bits
+                else:
+                    unsafe = [m.name for m in t.getmembers() if not (m.isfile() or m.isdir())]
+                    if unsafe:
+                        raise ValueError(f"{file}: refusing to extract links or special files {unsafe[:5]}")
+                    t.extractall(dir)  # names checked above; only plain files and folders
         except (tarfile.TarError, OSError) as e:
             if isinstance(e, FileNotFoundError):
                 raise

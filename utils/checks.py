@@ -179,14 +179,13 @@ def check_requirements(requirements: str | Path | Iterable[str] = ROOT / "requir
         spec = f"{r.name}{'[' + ','.join(sorted(r.extras)) + ']' if r.extras else ''}{r.specifier}"
         try:
             version = importlib.metadata.version(r.name)
-        except importlib.metadata.PackageNotFoundError:
-            why = "not found"
-        except Exception as e:  # broken metadata: report it, never raise
-            why = f"not checkable ({type(e).__name__}: {e})"
-        else:
             if r.specifier.contains(version, prereleases=True):
                 continue
             why = f"outdated ({r.name}=={version} is installed)"
+        except importlib.metadata.PackageNotFoundError:
+            why = "not found"
+        except Exception as e:  # broken metadata or a version packaging cannot parse: report it, never raise
+            why = f"not checkable ({type(e).__name__}: {e})"
         LOGGER.warning(f"{prefix} {spec} {why} and is required by YOLOv5: pip install \"{spec}\"")
         unmet.append(spec)
     if unmet:

@@ -1,8 +1,9 @@
 """Annotation converters of the official datasets to YOLO label lines ``cls xc yc w h`` (normalised).
 
 Pure functions: they read annotation text/data (and, where the size is not in the annotations, image sizes) and
-return label lines; fetching and writing files is :mod:`utils.dataset_downloads`. Each keeps the numeric format of
-the original conversion (``str()`` of the float, ``%.5f`` or ``%.6f``), so the label files compare equal.
+return label lines; fetching and writing files is :mod:`utils.dataset_downloads`. Each keeps the formula and the
+numeric format of the original conversion (``str()`` of the float, ``%.5f`` or ``%.6f``); a ``str()`` value may differ
+from a file made by another implementation in its last digit (float rounding), never more.
 """
 
 from __future__ import annotations

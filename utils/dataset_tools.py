@@ -170,7 +170,7 @@ def dataset_stats(path: str | Path = "coco128.yaml", autodownload: bool = False,
 
     Args:
         path: dataset yaml, or a ``<name>.zip`` holding ``<name>/<name>.yaml`` (extracted beside the zip).
-        autodownload: passed to :func:`utils.dataset_yaml.check_dataset` (this project never downloads).
+        autodownload: passed to :func:`utils.dataset_yaml.check_dataset` (True fetches a missing dataset through its yaml's ``download:``).
         verbose: also log the statistics as JSON.
         profile: log how long saving/loading the statistics as .npy and .json takes.
         hub: write ``<dataset path>-hub/images/`` (copies at most 512 px, JPEG quality 75) and

@@ -33,12 +33,12 @@ METRIC_KEYS = ("metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metric
 def mutate(hyp: dict, evolve_csv: Path, rng: np.random.Generator) -> dict:
     """A child of the best recorded generations: each gene scaled by a clipped random factor, then limited."""
     hyp = deepcopy(hyp)
-    if evolve_csv.exists():
-        x = np.loadtxt(evolve_csv, ndmin=2, delimiter=",", skiprows=1)
+    x = np.loadtxt(evolve_csv, ndmin=2, delimiter=",", skiprows=1) if evolve_csv.exists() else np.zeros((0, 0))
+    if len(x):  # a header-only file (a run killed after its first write) has no parents yet
         n = min(5, len(x))
         fit = x[:, :7] @ np.array([0.0, 0.0, 0.1, 0.9, 0, 0, 0])
-        x = x[np.argsort(-fit)][:n]
-        w = fit[np.argsort(-fit)][:n] - fit.min() + 1e-6
+        order = np.argsort(-fit)[:n]  # the top n generations
+        x, w = x[order], fit[order] - fit[order].min() + 1e-6  # weights relative to the weakest kept parent
         parent = x[rng.choice(n, p=w / w.sum())]
         keys = list(hyp)
         g = np.array([META[k][0] for k in keys])

@@ -119,7 +119,7 @@ class Loggers:
         """Called after the last batch of an epoch (W&B: the epoch whose validation follows)."""
         self.current_epoch = epoch
         if self.wandb:
-            self.wandb.epoch = epoch
+            self.wandb.epoch = epoch + 1  # epochs trained: v6.1 logs BoundingBoxDebugger at (epoch + 1) % interval
 
     def on_val_image_end(self, pred: Any = None, predn: Any = None, path: Any = None, names: Any = None,
                          im: Any = None) -> None:
@@ -152,7 +152,7 @@ class Loggers:
         """After a checkpoint is written: W&B logs ``last.pt`` as an artifact every ``--save-period`` epochs."""
         period = int(getattr(self.opt, "save_period", -1) or -1)
         if self.wandb and period > 0 and (epoch + 1) % period == 0 and not final_epoch:
-            self.wandb.log_model(last, epoch, float(best_fitness), best=float(best_fitness) == float(fi))
+            self.wandb.log_model(last, epoch, float(fi), best=float(best_fitness) == float(fi))
 
     def on_params_update(self, params: dict) -> None:
         """The run's hyperparameters after the loss-gain scaling (to the W&B config)."""

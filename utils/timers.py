@@ -46,6 +46,7 @@ class Timeout(contextlib.ContextDecorator):
         self._armed = False
 
     def _timeout_handler(self, signum: int, frame: Any) -> None:
+        """SIGALRM handler: raise the timeout."""
         raise TimeoutError(self.timeout_message)
 
     def __enter__(self) -> "Timeout":

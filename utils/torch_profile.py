@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 from utils.general import LOGGER
 
-Shape = tuple[int, ...] | str
+Shape = Union[Tuple[int, ...], str]  # evaluated at import: no ``X | Y`` (Python 3.9)
 
 
 def _sync(device: torch.device) -> float:
@@ -21,6 +21,7 @@ def _sync(device: torch.device) -> float:
 
 
 def _shape(y: Any) -> Shape:
+    """The shape of an output tensor, or ``'list'`` for anything else."""
     return tuple(y.shape) if isinstance(y, torch.Tensor) else "list"
 
 

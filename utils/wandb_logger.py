@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from utils.general import LOGGER, colorstr
-from utils.labels import IMG_FORMATS
+from utils.labels import img2label_paths, img_files_from_path
 
 PREFIX = colorstr("Weights & Biases: ")
 MAX_DEBUG_IMAGES = 16  # BoundingBoxDebugger images per logged epoch
@@ -36,6 +36,20 @@ def wandb_flags(opt: Any) -> list[str]:
     """The W&B options given a non-default value in ``opt``."""
     defaults = {"entity": None, "upload_dataset": False, "bbox_interval": -1, "artifact_alias": "latest"}
     return [f"--{k}" for k, d in defaults.items() if getattr(opt, k, d) != d]
+
+
+def _label_rows(file: Path) -> list[tuple[int, float, float, float, float]]:
+    """The well-formed ``cls x y w h`` rows of a YOLO label file (none when it is missing); bad rows are skipped
+    here, as training reports them."""
+    out = []
+    for line in file.read_text(encoding="utf-8-sig").splitlines() if file.exists() else []:
+        try:
+            c, *xywh = (float(v) for v in line.split())
+        except ValueError:
+            continue
+        if len(xywh) == 4:
+            out.append((int(c), *xywh))
+    return out
 
 
 def bbox_interval(opt: Any) -> int:
@@ -162,13 +176,13 @@ class WandbLogger:
             self._safe(self.run.log, {"BoundingBoxDebugger": self.debug_images}, commit=False)
             self.debug_images = []
 
-    def log_model(self, last: Path, epoch: int, best_fitness: float, best: bool) -> None:
+    def log_model(self, last: Path, epoch: int, fitness: float, best: bool) -> None:
         """``last.pt`` as a ``run_<id>_model`` artifact with v6.1's metadata and aliases (``--save-period``)."""
         if self.run is None or not Path(last).exists():
             return
         meta = {"original_url": str(last), "epochs_trained": epoch + 1, "save period": self.opt.save_period,
                 "project": str(self.opt.project), "total_epochs": self.opt.epochs,
-                "fitness_score": float(best_fitness)}
+                "fitness_score": float(fitness)}
         art = self.wandb.Artifact(f"run_{self.run.id}_model", type="model", metadata=meta)
         art.add_file(str(last), name="last.pt")
         if self._safe(self.run.log_artifact, art, aliases=["latest", "last", f"epoch {epoch + 1}",
@@ -176,27 +190,28 @@ class WandbLogger:
             LOGGER.info(f"{PREFIX}Saving model artifact on epoch {epoch + 1}")
 
     def upload_dataset(self, data: Any, splits: Sequence[str]) -> None:
-        """Log each split as a ``dataset`` artifact: its images and labels folders and a table of the images."""
+        """Log each split as a ``dataset`` artifact: ``data/images/<file>`` and ``data/labels/<stem>.txt`` for every
+        image of the split (folders or ``.txt`` lists), and a table ``id, train_image, Classes, name`` whose images
+        carry their ground-truth boxes."""
         from utils.dataset_yaml import check_dataset  # the dataset is checked again by training right after
 
         d = check_dataset(data)
-        names = {i: n for i, n in enumerate(d["names"])}
+        names = dict(enumerate(d["names"]))
         class_set = self.wandb.Classes([{"id": k, "name": v} for k, v in names.items()])  # one object: W&B
         for split in splits:
-            folders = [Path(x) for x in (d[split] if isinstance(d.get(split), list) else [d.get(split)]) if x]
+            files = img_files_from_path(d[split])
             art = self.wandb.Artifact(split, type="dataset")
             table = self.wandb.Table(columns=["id", "train_image", "Classes", "name"])
-            for folder in (f for f in folders if f.is_dir()):
-                art.add_dir(str(folder), name=f"data/images/{folder.name}")
-                labels = folder.parent.parent / "labels" / folder.name
-                if labels.is_dir():
-                    art.add_dir(str(labels), name=f"data/labels/{folder.name}")
-                for i, f in enumerate(sorted(p for p in folder.iterdir() if p.suffix[1:].lower() in IMG_FORMATS)):
-                    lab = labels / f"{f.stem}.txt"
-                    rows = [r.split() for r in lab.read_text().splitlines() if r.strip()] if lab.exists() else []
-                    classes = sorted({names.get(int(float(r[0])), r[0]) for r in rows if r})
-                    table.add_data(i, self.wandb.Image(str(f), classes=class_set), class_set,
-                                   ", ".join(classes) or f.name)
+            for si, (f, lab) in enumerate(zip(map(Path, files), map(Path, img2label_paths(files)))):
+                art.add_file(str(f), name=f"data/images/{f.name}")
+                rows = _label_rows(lab)
+                if lab.exists():
+                    art.add_file(str(lab), name=f"data/labels/{lab.name}")
+                boxes = [{"position": {"middle": [x, y], "width": w, "height": h}, "class_id": c,
+                          "box_caption": names.get(c, str(c))} for c, x, y, w, h in rows]
+                image = self.wandb.Image(str(f), classes=class_set, boxes={
+                    "ground_truth": {"box_data": boxes, "class_labels": names}})
+                table.add_data(si, image, sorted({names.get(c, str(c)) for c, *_ in rows}), f.name)
             art.add(table, split)
             self._safe(self.run.log_artifact, art)
 

@@ -34,6 +34,7 @@ class LoadWebcam:
         return self
 
     def _quit_key(self) -> bool:
+        """Whether ``q`` was pressed in an OpenCV window (False without a display)."""
         try:
             return cv2.waitKey(1) == ord("q")
         except cv2.error:  # OpenCV built without GUI support: no key to read
