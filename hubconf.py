@@ -130,77 +130,28 @@ def custom(path: str | _Path = "path/to/model.pt", autoshape: bool = True, verbo
     return _create(path, autoshape=autoshape, verbose=verbose, device=device)
 
 
-def yolov5n(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-            verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-nano (P5, 640)."""
-    return _create("yolov5n", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5s(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-            verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-small (P5, 640)."""
-    return _create("yolov5s", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5m(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-            verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-medium (P5, 640)."""
-    return _create("yolov5m", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5l(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-            verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-large (P5, 640)."""
-    return _create("yolov5l", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5x(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-            verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-xlarge (P5, 640)."""
-    return _create("yolov5x", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5n6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-             verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-nano-P6 (1280)."""
-    return _create("yolov5n6", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5s6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-             verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-small-P6 (1280)."""
-    return _create("yolov5s6", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5m6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-             verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-medium-P6 (1280)."""
-    return _create("yolov5m6", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5l6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-             verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-large-P6 (1280)."""
-    return _create("yolov5l6", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def yolov5x6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
-             verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
-    """YOLOv5-xlarge-P6 (1280)."""
-    return _create("yolov5x6", pretrained, channels, classes, autoshape, verbose, device)
-
-
-def _attention_entry(stem: str):
-    """The entry point for ``models/<stem>.yaml`` (no official weights, so ``pretrained=False`` by default)."""
-    def entry(pretrained: bool = False, channels: int = 3, classes: int = 80, autoshape: bool = True,
+def _entry(stem: str, doc: str, pretrained_default: bool = True):
+    """The entry point ``<stem>(pretrained, channels, classes, autoshape, verbose, device)`` of a model; its name
+    is ``stem`` with every non-identifier character replaced by ``_``."""
+    def entry(pretrained: bool = pretrained_default, channels: int = 3, classes: int = 80, autoshape: bool = True,
               verbose: bool = True, device: str | torch.device | None = None) -> torch.nn.Module:
         return _create(stem, pretrained, channels, classes, autoshape, verbose, device)
 
     entry.__name__ = entry.__qualname__ = _re.sub(r"\W", "_", stem)
-    entry.__doc__ = (f"Model of models/{stem}.yaml: random weights, or with pretrained=True {stem}.pt if it is "
-                     f"here, else the official weights of its size transferred past the attention layers. "
-                     f"Arguments as yolov5s.")
+    entry.__doc__ = doc
     return entry
+
+
+yolov5n = _entry("yolov5n", "YOLOv5-nano (P5, 640).")
+yolov5s = _entry("yolov5s", "YOLOv5-small (P5, 640).")
+yolov5m = _entry("yolov5m", "YOLOv5-medium (P5, 640).")
+yolov5l = _entry("yolov5l", "YOLOv5-large (P5, 640).")
+yolov5x = _entry("yolov5x", "YOLOv5-xlarge (P5, 640).")
+yolov5n6 = _entry("yolov5n6", "YOLOv5-nano-P6 (1280).")
+yolov5s6 = _entry("yolov5s6", "YOLOv5-small-P6 (1280).")
+yolov5m6 = _entry("yolov5m6", "YOLOv5-medium-P6 (1280).")
+yolov5l6 = _entry("yolov5l6", "YOLOv5-large-P6 (1280).")
+yolov5x6 = _entry("yolov5x6", "YOLOv5-xlarge-P6 (1280).")
 
 
 def _attention_entries() -> dict:
@@ -208,7 +159,9 @@ def _attention_entries() -> dict:
     to be identifiers that clash with nothing)."""
     out = {}
     for f in sorted((_ROOT / "models").glob("*.yaml")):
-        fn = _attention_entry(f.stem)
+        fn = _entry(f.stem, f"Model of models/{f.stem}.yaml: random weights, or with pretrained=True {f.stem}.pt if "
+                    f"it is here, else the official weights of its size transferred past the attention layers. "
+                    f"Arguments as yolov5s.", pretrained_default=False)
         if f.stem not in _OFFICIAL and fn.__name__.isidentifier() and fn.__name__ not in globals():
             out.setdefault(fn.__name__, fn)
     return out
