@@ -11,6 +11,7 @@ import random
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -337,3 +338,21 @@ def test_synthetic_deterministic_fast_and_inside(tmp_path):
         generate_dataset(a)
     ds = LoadImagesAndLabels(str(a / "images" / "train"), 320, 8, rect=True)  # sizes vary -> batch shapes differ
     assert len({tuple(s) for s in ds.batch_shapes}) > 1 or len({tuple(s) for s in ds.shapes}) > 1
+
+
+class _CvThreads(torch.utils.data.Dataset):
+    """Reports the OpenCV thread count inside the loader."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return cv2.getNumThreads()
+
+
+def test_loader_workers_start_with_the_loader_without_opencv_threads():
+    from utils.infinite_loader import InfiniteDataLoader, worker_init
+    loader = InfiniteDataLoader(_CvThreads(), batch_size=2, num_workers=2, worker_init_fn=worker_init)
+    assert loader._epoch_iterator is not None and len(loader._epoch_iterator._workers) == 2  # started already
+    assert [int(x) for b in loader for x in b] == [1] * 4  # cv2.setNumThreads(0) -> getNumThreads() == 1
+    assert InfiniteDataLoader(_CvThreads(), batch_size=2)._epoch_iterator is None  # no workers: made when used

@@ -12,7 +12,6 @@ import os
 import random
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
-from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -30,6 +29,7 @@ from utils.inference_loaders import LoadImages, LoadStreams  # noqa: F401  (v6.1
 from utils.labels import (BAR_FORMAT, CACHE_VERSION, HELP_URL, IMG_FORMATS, VID_FORMATS, class_range_problems,
                           count_row_issues, img2label_paths, img_files_from_path, load_or_scan_labels, summary_line,
                           verify_image_label, writeable_location)
+from utils.infinite_loader import InfiniteDataLoader, worker_init
 from utils.torch_utils import torch_distributed_zero_first
 
 __all__ = ["IMG_FORMATS", "VID_FORMATS", "img2label_paths", "verify_image_label", "LoadImagesAndLabels",
@@ -337,38 +337,6 @@ class LoadImagesAndLabels(Dataset):
         return torch.stack(im4, 0), torch.cat(label4, 0), path[::4][:n], shapes[::4][:n]
 
 
-class _RepeatSampler:
-    """Iterates a batch sampler again and again, so the DataLoader iterator (and its workers) never ends."""
-
-    def __init__(self, sampler: Any):
-        self.sampler = sampler
-
-    def __iter__(self) -> Iterator:
-        while True:
-            yield from iter(self.sampler)
-
-
-class InfiniteDataLoader(DataLoader):
-    """DataLoader whose worker processes are created once and reused for every epoch.
-
-    ``len()`` is the number of batches per epoch; each ``iter()`` yields exactly one epoch.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        object.__setattr__(self, "batch_sampler", _RepeatSampler(self.batch_sampler))
-        self._epoch_iterator = None  # created lazily: no workers are started until the first epoch
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler.sampler)
-
-    def __iter__(self) -> Iterator:
-        if self._epoch_iterator is None:
-            self._epoch_iterator = super().__iter__()
-        for _ in range(len(self)):
-            yield next(self._epoch_iterator)
-
-
 def create_dataloader(path: str | Path | list, imgsz: int, batch_size: int, stride: int, single_cls: bool = False,
                       hyp: dict | None = None, augment: bool = False, cache: bool | str = False, pad: float = 0.0,
                       rect: bool = False, rank: int = -1, workers: int = 8, image_weights: bool = False,
@@ -393,7 +361,10 @@ def create_dataloader(path: str | Path | list, imgsz: int, batch_size: int, stri
     loader_cls = DataLoader if image_weights else InfiniteDataLoader  # plain loader sees new image weights
     generator = torch.Generator()
     generator.manual_seed(torch.initial_seed() % 2 ** 62 + max(rank, 0))
+    if nw == 0:
+        cv2.setNumThreads(0)  # as in the workers: OpenCV's own threads only compete with torch's
     loader = loader_cls(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, num_workers=nw,
                         sampler=sampler, pin_memory=torch.cuda.is_available(), generator=generator,
+                        worker_init_fn=worker_init,
                         collate_fn=LoadImagesAndLabels.collate_fn4 if quad else LoadImagesAndLabels.collate_fn)
     return loader, dataset

@@ -33,8 +33,9 @@ METRIC_KEYS = ("metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metric
 def mutate(hyp: dict, evolve_csv: Path, rng: np.random.Generator) -> dict:
     """A child of the best recorded generations: each gene scaled by a clipped random factor, then limited."""
     hyp = deepcopy(hyp)
-    x = np.loadtxt(evolve_csv, ndmin=2, delimiter=",", skiprows=1) if evolve_csv.exists() else np.zeros((0, 0))
-    if len(x):  # a header-only file (a run killed after its first write) has no parents yet
+    rows = evolve_csv.read_text().splitlines()[1:] if evolve_csv.exists() else []
+    if rows:  # a header-only file (a run killed after its first write) has no parents yet
+        x = np.loadtxt(rows, ndmin=2, delimiter=",")
         n = min(5, len(x))
         fit = x[:, :7] @ np.array([0.0, 0.0, 0.1, 0.9, 0, 0, 0])
         order = np.argsort(-fit)[:n]  # the top n generations
