@@ -66,7 +66,7 @@ from utils.ablation_stats import paired_results  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
 from utils.general import LOGGER, colorstr, print_args, run_cli  # noqa: E402
-from utils.profiling import interleaved_median_ms  # noqa: E402
+from utils.profiling import batch_latency_ms, interleaved_median_ms  # noqa: E402
 from utils.run_dir import RunLock  # noqa: E402
 
 
@@ -193,25 +193,10 @@ def measure(cfgs: dict[str, Path], img: int, nc: int | None, warmup: int, runs: 
 
 def gpu_latency(models: dict[str, torch.nn.Module], img: int, warmup: int, runs: int, rounds: int
                 ) -> dict[str, dict[str, float]]:
-    """``{variant: {"gpu_fp16_b1", "gpu_fp16_b32"}}`` ms per forward on CUDA device 0, fp16, synchronised."""
-    out = {v: {} for v in models}
-    for bs in (1, 32):
-        x = torch.zeros(bs, 3, img, img, device="cuda", dtype=torch.half)
-        calls = {}
-        for v, m in models.items():
-            g = deepcopy(m).cuda().half()
-
-            def call(g=g):
-                g(x)
-                torch.cuda.synchronize()  # the kernels' time, not the launch's
-
-            calls[v] = call
-        with torch.no_grad():
-            for v, ms in interleaved_median_ms(calls, warmup, runs, rounds).items():
-                out[v][f"gpu_fp16_b{bs}"] = ms
-        del calls
-        torch.cuda.empty_cache()
-    return out
+    """``{variant: {"gpu_fp16_b1", "gpu_fp16_b32"}}`` ms per forward on CUDA device 0, fp16, synchronised
+    (``utils.profiling.batch_latency_ms``, the timing ``benchmarks/latency.py`` shares)."""
+    ms = batch_latency_ms(models, img, (1, 32), "cuda", half=True, warmup=warmup, runs=runs, rounds=rounds)
+    return {v: {f"gpu_fp16_b{bs}": t for bs, t in ms[v].items()} for v in models}
 
 
 # --------------------------------------------------------------------------------------------------- training

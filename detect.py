@@ -10,7 +10,7 @@ Usage - sources:
                                                   'rtsp://example.com/media.mp4'  # RTSP, RTMP, HTTP stream
 
 Usage - formats (through models.backends.DetectMultiBackend):
-    $ python detect.py --weights best.pt | best.torchscript | best.onnx [--dnn]
+    $ python detect.py --weights best.pt | best.torchscript | best.onnx [--dnn] | best_openvino_model | best.engine
 
 Nothing is downloaded: weights must exist locally, and an http(s) URL naming an image/video *file* is refused
 (fetch it yourself); http/rtsp/rtmp *streams* are opened by OpenCV.
@@ -80,7 +80,8 @@ def check_weights(weights: str | Path | Sequence[str | Path]) -> None:
     for w in weights if isinstance(weights, (list, tuple)) else [weights]:
         if Path(w).exists():
             continue
-        hint = "Pass --weights path/to/model.pt (.torchscript, .onnx), e.g. runs/train/exp/weights/best.pt"
+        hint = ("Pass --weights path/to/model.pt (.torchscript, .onnx, _openvino_model, .engine), e.g. "
+                "runs/train/exp/weights/best.pt")
         if Path(w).name in ASSETS:  # v6.1's default and the other official checkpoints
             try:
                 attempt_download(w)
@@ -141,7 +142,7 @@ def load_model(weights: str | Path | list, device: str, dnn: bool, data: str | P
     imgsz = check_img_size(imgsz, s=int(model.stride))
     if half and dev.type == "cpu":
         LOGGER.warning("WARNING: --half is supported on CUDA only; running in FP32 on CPU")
-    half &= dev.type != "cpu"  # every backend here (pt, jit, onnx) runs fp16 on CUDA
+    half &= dev.type != "cpu"  # fp16 on CUDA (an OpenVINO model runs on the CPU and casts its input)
     if (model.pt or model.jit) and hasattr(model, "model"):
         model.model.half() if half else model.model.float()
     return model, dev, names, imgsz, half
@@ -271,7 +272,7 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
     """Detect objects in ``source`` with ``weights`` and save the results under ``project/name`` (incremented).
 
     Args:
-        weights: model file(s): .pt (several make an ensemble), .torchscript or .onnx.
+        weights: model file(s): .pt (several make an ensemble), .torchscript, .onnx, _openvino_model or .engine.
         source: image, video, directory, glob, ``.txt`` stream list, webcam index or stream URL.
         data: dataset yaml whose ``names`` are used only when the model carries none (an ONNX or
             TorchScript file without metadata); a ``.pt`` model's own names always win, as in v6.1.

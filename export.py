@@ -1,25 +1,34 @@
-"""Export a YOLOv5 PyTorch model to TorchScript and ONNX.
+"""Export a YOLOv5 PyTorch model to TorchScript, ONNX, OpenVINO and TensorRT.
 
 Usage:
-    $ python export.py --weights yolov5s.pt --include torchscript onnx
+    $ python export.py --weights yolov5s.pt --include torchscript onnx openvino
     $ python export.py --weights runs/train/exp/weights/best.pt --include onnx --dynamic --img 320
+    $ python export.py --weights yolov5s.pt --include engine --device 0 --half --workspace 4
 
-Format        --include      file                  inference
-TorchScript   torchscript    yolov5s.torchscript   detect.py / val.py --weights yolov5s.torchscript
-ONNX          onnx           yolov5s.onnx          detect.py / val.py --weights yolov5s.onnx (--dnn: OpenCV)
+Format        --include      file                      inference (detect.py / val.py --weights ...)
+TorchScript   torchscript    yolov5s.torchscript       yolov5s.torchscript
+ONNX          onnx           yolov5s.onnx              yolov5s.onnx (--dnn: OpenCV DNN)
+OpenVINO      openvino       yolov5s_openvino_model/   yolov5s_openvino_model (CPU; pip install openvino)
+TensorRT      engine         yolov5s.engine            yolov5s.engine (CUDA; pip install tensorrt)
 
-The other v6.1 formats (openvino, engine, coreml, saved_model, pb, tflite, edgetpu, tfjs) are refused with a
-message that lists the supported ones. Exports carry the model's stride and class names: TorchScript in the
-extra file ``config.txt`` (JSON: shape, stride, names, dynamic), ONNX as ``metadata_props`` ``stride`` and
-``names`` (a JSON list; v6.1 embedded none, v6.2 added them). After exporting, each file is loaded back and run
-on a fixed random input, and the largest difference from the PyTorch output is logged.
+The other v6.1 formats (coreml, saved_model, pb, tflite, edgetpu, tfjs) are refused with a message that lists
+the supported ones. Exports carry the model's stride and class names: TorchScript in the extra file
+``config.txt`` (JSON: shape, stride, names, dynamic), ONNX as ``metadata_props`` ``stride`` and ``names`` (a
+JSON list; v6.1 embedded none, v6.2 added them), OpenVINO in ``yolov5s_openvino_model/yolov5s.yaml`` (and the
+IR's runtime info), TensorRT in ``yolov5s.engine.yaml``. OpenVINO converts this project's ONNX export (opset 12)
+with its ONNX frontend; TensorRT builds it (opset 13) with ``tensorrt``'s ONNX parser on the GPU
+(``--workspace`` GB, ``--verbose``; ``--dynamic``: batch up to --batch-size, sides up to the export size). After
+exporting, each file is loaded back and run on a fixed random input, and the largest difference from the
+PyTorch output is logged.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -34,22 +43,26 @@ ROOT = FILE.parents[0]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from models.backends import DetectMultiBackend, export_formats, export_metadata  # noqa: E402
+from models.backend_openvino import openvino_dir  # noqa: E402
+from models.backends import export_formats, export_metadata  # noqa: E402
 from models.common import Conv  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
+from models.export_check import check_export, second_shape  # noqa: E402
+from models.export_openvino import OPENVINO_OPSET, export_openvino, openvino_requirements  # noqa: E402
+from models.export_tensorrt import engine_requirements, export_engine  # noqa: E402
 from models.yolo import Detect  # noqa: E402
 from utils.activations import export_activation  # noqa: E402
 from utils.general import LOGGER, InputError, check_img_size, colorstr, expand_imgsz, print_args, run_cli  # noqa: E402
 from utils.torch_utils import select_device  # noqa: E402
 
-# flags that only matter for formats this project does not export: (default, what they apply to)
+# flags that only matter for some formats: (default, what they apply to); warned about when those are not exported
 OTHER_FORMAT_FLAGS = {
     "int8": (False, "TF Lite / Edge TPU"), "workspace": (4, "TensorRT"), "verbose": (False, "TensorRT"),
     "nms": (False, "TF"), "agnostic_nms": (False, "TF"), "topk_per_class": (100, "TF.js NMS"),
     "topk_all": (100, "TF.js NMS"), "iou_thres": (0.45, "TF.js NMS"), "conf_thres": (0.25, "TF.js NMS")}
 
 
-SUFFIX = {"torchscript": ".torchscript", "onnx": ".onnx"}  # the file each format writes next to the weights
+SUFFIX = {"torchscript": ".torchscript", "onnx": ".onnx", "engine": ".engine"}  # the file next to the weights
 
 
 class ExportError(InputError):
@@ -77,30 +90,38 @@ def check_formats(include: Any) -> list[str]:
     if refused:
         names = ", ".join(f"{known[x].format} ({x})" for x in refused)
         raise ExportError(f"{names} export is not supported by this project; supported: --include "
-                          f"{' '.join(supported)} (TorchScript, ONNX)")
+                          f"{' '.join(supported)}")
     if not include:
         raise ExportError(f"nothing to export: --include one of {' '.join(supported)}")
     return include
+
+
+def export_target(file: Path, fmt: str) -> Path:
+    """What format ``fmt`` writes for checkpoint ``file`` (``yolov5s_openvino_model/`` is a folder)."""
+    return openvino_dir(file) if fmt == "openvino" else file.with_suffix(SUFFIX[fmt])
 
 
 def export_fresh(export: Any, target: Path) -> Path | None:
     """Run one format's ``export()`` after removing an older ``target``: a failed export leaves no stale file."""
     if target.exists():
         LOGGER.info(f"Replacing the existing {target}")
-        target.unlink()
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
     return export()
 
 
-def second_shape(shape: tuple, gs: int) -> tuple[int, ...]:
-    """Another input shape (taller and narrower) to check a dynamic export at."""
-    b, c, h, w = shape
-    return b, c, h + gs, (w - gs if w > gs else w + gs)
+def check_requirements_of(include: list[str], dev: torch.device) -> None:
+    """Fail at once, before loading the model, when a format's package or device is missing.
 
-
-def fixed_input(shape: tuple, like: torch.Tensor) -> torch.Tensor:
-    """A reproducible random image batch in 0..1 of ``shape`` with ``like``'s device and dtype."""
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    return x.to(device=like.device, dtype=like.dtype)
+    Raises:
+        ExportError: openvino not installed; TensorRT without a CUDA device or without tensorrt.
+    """
+    try:
+        if "openvino" in include:
+            openvino_requirements()
+        if "engine" in include:
+            engine_requirements(dev)
+    except InputError as e:
+        raise ExportError(str(e)) from e
 
 
 def prepare_for_export(model: nn.Module, inplace: bool = False, dynamic: bool = False) -> nn.Module:
@@ -223,34 +244,6 @@ def export_onnx(model: nn.Module, im: torch.Tensor, file: Path, meta: dict, opse
         return None
 
 
-def check_export(f: Path, model: nn.Module, im: torch.Tensor, gs: int) -> dict[tuple, float]:
-    """Load ``f`` with DetectMultiBackend, run it on a fixed random input (and at a second size when the export
-    is dynamic) and log the largest absolute difference from ``model``'s decoded output.
-
-    Returns:
-        ``{input shape: largest absolute difference}``; empty when the check itself failed (logged).
-    """
-    prefix = colorstr("TorchScript:" if f.suffix == ".torchscript" else "ONNX:")
-    out: dict[tuple, float] = {}
-    try:
-        backend = DetectMultiBackend(f, device=im.device)
-        shapes = [tuple(im.shape)] + ([second_shape(tuple(im.shape), gs)] if backend.dynamic else [])
-        for shape in shapes:
-            x = fixed_input(shape, im)
-            ref, y = model(x)[0].float(), backend(x).float()
-            if ref.shape != y.shape:
-                LOGGER.warning(f"{prefix} WARNING: output shape {tuple(y.shape)} != PyTorch {tuple(ref.shape)}")
-                continue
-            d = (y - ref).abs()
-            out[shape] = float(d.max())
-            LOGGER.info(f"{prefix} checked at input {shape}: largest absolute difference from PyTorch "
-                        f"{out[shape]:.3g} (xywh {float(d[..., :4].max()):.3g} px, obj/cls "
-                        f"{float(d[..., 4:].max()):.3g}){'' if backend.dynamic else ' [static shape]'}")
-    except Exception as e:  # noqa: BLE001 - a failed check is reported, the export stays
-        LOGGER.warning(f"{prefix} WARNING: could not run the export to check it: {type(e).__name__}: {e}")
-    return out
-
-
 @torch.no_grad()
 def run(data: str | Path = ROOT / "data/coco128.yaml",
         weights: str | Path = ROOT / "yolov5s.pt",
@@ -276,23 +269,24 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
         conf_thres: float = 0.25) -> list[str]:
     """Export one checkpoint to the ``include`` formats, next to it.
 
-    ``data`` and the flags of formats this project does not export (``int8``, ``workspace``, ``verbose``,
-    ``nms``, ``agnostic_nms``, ``topk_*``, ``iou_thres``, ``conf_thres``) are accepted for v6.1 compatibility;
-    the latter are reported as ignored when changed from their defaults.
+    ``data`` and the flags of formats this project does not export (``int8``, ``nms``, ``agnostic_nms``,
+    ``topk_*``, ``iou_thres``, ``conf_thres``) are accepted for v6.1 compatibility and reported as ignored when
+    changed from their defaults; so are ``workspace`` and ``verbose`` when ``engine`` is not exported.
 
     Returns:
-        The exported file paths. A file of the same name from an earlier export is removed first, so a failed
-        format never leaves a stale file behind.
+        The exported paths (files; a folder for OpenVINO). An earlier export of the same name is removed first,
+        so a failed format never leaves a stale file behind.
 
     Raises:
-        ExportError: an unsupported format, ``half`` on CPU, a model whose class count != len(names), or a
+        ExportError: an unsupported format, ``half`` on CPU, a missing package (openvino, tensorrt) or CUDA
+            device (engine) - all before the model is loaded -, a model whose class count != len(names), or a
             requested format that failed (its error is logged; the other formats are still exported).
     """
     t = time.time()
     include = check_formats(include)
     given = locals()
     for k, (default, fmt) in OTHER_FORMAT_FLAGS.items():
-        if given[k] != default:
+        if given[k] != default and not (fmt == "TensorRT" and "engine" in include):
             LOGGER.warning(f"WARNING: --{k.replace('_', '-')} applies to {fmt} export only; ignored")
     imgsz = expand_imgsz(imgsz)
     if isinstance(weights, (list, tuple)):
@@ -303,6 +297,7 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
     dev = select_device(device)
     if half and dev.type == "cpu":
         raise ExportError("--half only compatible with GPU export, i.e. use --device 0")
+    check_requirements_of(include, dev)
     model = attempt_load(file, map_location=dev, inplace=True, fuse=True)  # FP32, fused
     nc = int(getattr(model, "nc", 0) or model.model[-1].nc)
     names = list(model.names)
@@ -311,10 +306,11 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
     gs = int(max(model.stride))
     imgsz = [check_img_size(x, gs) for x in imgsz]
     im = torch.zeros(batch_size, 3, *imgsz).to(dev)
-    if half:
-        im, model = im.half(), model.half()
     model.train() if train else model.eval()
     prepare_for_export(model, inplace=inplace, dynamic=dynamic)
+    fp32 = (copy.deepcopy(model), im) if half and "openvino" in include else (model, im)  # OpenVINO: fp32 ONNX
+    if half:
+        im, model = im.half(), model.half()
     for _ in range(2):  # dry runs (build Detect's grids)
         y = model(im)
     LOGGER.info(f"\n{colorstr('PyTorch:')} starting from {file} with output shape {tuple(y[0].shape)} "
@@ -323,8 +319,14 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
     meta = export_metadata(gs, names)
     exporters = {"torchscript": lambda: export_torchscript(model, im, file, meta, optimize=optimize, dynamic=dynamic),
                  "onnx": lambda: export_onnx(model, im, file, meta, opset=opset, train=train, dynamic=dynamic,
-                                             simplify=simplify)}
-    done = {fmt: export_fresh(exporters[fmt], file.with_suffix(SUFFIX[fmt])) for fmt in include}
+                                             simplify=simplify),
+                 "openvino": lambda: export_openvino(  # from an fp32 ONNX; --half stores fp16 weights
+                     lambda f: export_onnx(*fp32, f, meta, opset=OPENVINO_OPSET, train=train, dynamic=dynamic,
+                                           simplify=simplify), file, meta, tuple(im.shape), dynamic, half),
+                 "engine": lambda: export_engine(
+                     lambda f, ops: export_onnx(model, im, f, meta, opset=ops, dynamic=dynamic, simplify=simplify),
+                     file, meta, tuple(im.shape), half, dynamic, workspace, verbose)}
+    done = {fmt: export_fresh(exporters[fmt], export_target(file, fmt)) for fmt in include}
     files = [f for f in done.values() if f]
     if train:
         LOGGER.info("\n--train: the exports output raw training-mode maps; not compared with PyTorch")
@@ -338,24 +340,28 @@ def run(data: str | Path = ROOT / "data/coco128.yaml",
         raise ExportError(f"{', '.join(failed)} export of {file} failed (see the log above){ok}")
     f = [str(x) for x in files]
     if f:
-        h, w = imgsz
-        size = f" --img {h} {w}" if (h, w) != (640, 640) else ""
-        if dynamic or h == w:
-            val_hint = f" --img {max(h, w)}" if (h, w) != (640, 640) else ""
-        else:
-            val_hint = f"  (val.py takes square sizes: export {h}x{w} again square or with --dynamic)"
-        LOGGER.info(f"\nExport complete ({time.time() - t:.2f}s)"
-                    f"\nResults saved to {colorstr('bold', file.parent.resolve())}"
-                    f"\nDetect:          python detect.py --weights {f[-1]}{size}"
-                    f"\nValidate:        python val.py --weights {f[-1]}{val_hint}"
-                    f"\nVisualize:       https://netron.app")
+        log_complete(f[-1], file, imgsz, dynamic, time.time() - t)
     return f
+
+
+def log_complete(f: str, file: Path, imgsz: list[int], dynamic: bool, seconds: float) -> None:
+    """The final log: time, results folder, and detect.py / val.py commands for the last export ``f``."""
+    h, w = imgsz
+    size = f" --img {h} {w}" if (h, w) != (640, 640) else ""
+    if dynamic or h == w:
+        val_hint = f" --img {max(h, w)}" if (h, w) != (640, 640) else ""
+    else:
+        val_hint = f"  (val.py takes square sizes: export {h}x{w} again square or with --dynamic)"
+    LOGGER.info(f"\nExport complete ({seconds:.2f}s)"
+                f"\nResults saved to {colorstr('bold', file.parent.resolve())}"
+                f"\nDetect:          python detect.py --weights {f}{size}"
+                f"\nValidate:        python val.py --weights {f}{val_hint}"
+                f"\nVisualize:       https://netron.app")
 
 
 def parse_opt() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=str, default=ROOT / "data/coco128.yaml", help="dataset.yaml path (unused "
-                        "by torchscript/onnx)")
+    parser.add_argument("--data", type=str, default=ROOT / "data/coco128.yaml", help="dataset.yaml path (unused)")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model.pt path(s)")
     parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640, 640], help="image (h, w)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size")
@@ -365,11 +371,11 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--train", action="store_true", help="model.train() mode")
     parser.add_argument("--optimize", action="store_true", help="TorchScript: optimize for mobile")
     parser.add_argument("--int8", action="store_true", help="CoreML/TF INT8 quantization (not supported here)")
-    parser.add_argument("--dynamic", action="store_true", help="ONNX/TorchScript: dynamic batch, height, width")
+    parser.add_argument("--dynamic", action="store_true", help="ONNX/TorchScript/OpenVINO/TensorRT: dynamic axes")
     parser.add_argument("--simplify", action="store_true", help="ONNX: simplify model (needs onnx-simplifier)")
     parser.add_argument("--opset", type=int, default=12, help="ONNX: opset version")
-    parser.add_argument("--verbose", action="store_true", help="TensorRT: verbose log (not supported here)")
-    parser.add_argument("--workspace", type=int, default=4, help="TensorRT: workspace size (GB) (not supported)")
+    parser.add_argument("--verbose", action="store_true", help="TensorRT: verbose log")
+    parser.add_argument("--workspace", type=int, default=4, help="TensorRT: workspace size (GB)")
     parser.add_argument("--nms", action="store_true", help="TF: add NMS to model (not supported here)")
     parser.add_argument("--agnostic-nms", action="store_true", help="TF: add agnostic NMS to model (not supported)")
     parser.add_argument("--topk-per-class", type=int, default=100, help="TF.js NMS: topk per class to keep")
@@ -377,7 +383,7 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--iou-thres", type=float, default=0.45, help="TF.js NMS: IoU threshold")
     parser.add_argument("--conf-thres", type=float, default=0.25, help="TF.js NMS: confidence threshold")
     parser.add_argument("--include", nargs="+", default=["torchscript", "onnx"],
-                        help="formats to export; supported: torchscript, onnx")
+                        help="formats to export; supported: torchscript, onnx, openvino, engine")
     opt = parser.parse_args()
     print_args(FILE.stem, opt)
     return opt

@@ -3,7 +3,7 @@
 Usage:
     $ python val.py --weights runs/train/exp/weights/best.pt --data ../shared/data/bccd/bccd.yaml --img 320
     $ python val.py --weights best.pt                      # no --data: the embedded demo set (data/shapes.yaml)
-    $ python val.py --weights best.onnx --img 320           # exports too: .torchscript, .onnx (--dnn: OpenCV DNN)
+    $ python val.py --weights best.onnx --img 320     # exports: .torchscript, .onnx (--dnn), _openvino_model, .engine
 """
 
 from __future__ import annotations
@@ -229,19 +229,23 @@ def load_model(data: str | Path | dict, weights: str | list | None, batch_size: 
     """
     device = select_device(device, batch_size=batch_size)
     if weights is None:
-        raise InputError("val.py needs --weights (a .pt checkpoint, .torchscript or .onnx export)")
+        raise InputError("val.py needs --weights (a .pt checkpoint, or a .torchscript, .onnx, _openvino_model or "
+                         ".engine export)")
     model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data)
     stride, pt, jit, onnx = model.stride, model.pt, model.jit, model.onnx
     imgsz = check_img_size(imgsz, s=stride)
-    half &= (pt or jit or onnx) and device.type != "cpu"  # half precision only on CUDA
+    half &= (pt or jit or onnx or model.engine) and device.type != "cpu"  # half precision only on CUDA
     if half and pt:
         half = check_half(model.model, device)  # fp32 when fp16 gives other answers (overflow, missing kernels)
     if pt or jit:
         model.model.half() if half else model.model.float()
-    if not model.dynamic:  # shape-specialised export: one square image at a time
-        batch_size = 1
-        LOGGER.info(f"Forcing --batch-size 1 square inference shape(1,3,{imgsz},{imgsz}) for non-PyTorch "
-                    f"backends")
+    fixed_batch = model.input_shape[0] if model.input_shape and model.input_shape[0] else None
+    if model.engine and model.runtime.profile is not None:  # a dynamic engine: at most its profile's batch
+        batch_size = min(batch_size, int(model.runtime.profile[1][0]))
+    elif not model.dynamic:  # shape-specialised export: square images, the batch the export was made for
+        batch_size = fixed_batch if model.engine and fixed_batch else 1
+        LOGGER.info(f"Forcing --batch-size {batch_size} square inference shape({batch_size},3,{imgsz},{imgsz}) "
+                    f"for non-PyTorch backends")
     data = check_dataset(data, autodownload=True)
     split_path(data, task if task in ("train", "val", "test") else "val")  # a missing split: say so now
     warn_nc_mismatch(model, data, single_cls)

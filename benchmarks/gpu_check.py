@@ -10,11 +10,13 @@ Steps (each logged to ``<out>/logs/<step>.log``, timed, and summarised in ``<out
    3 epochs at 320, with train and val images/s; every loss and metric must be finite;
 3. the same trainings on the CPU in fp32 (the reference): per-epoch train losses compared with the GPU runs';
 4. ``val.py --half`` and fp32 on each GPU best.pt (mAP of both);
-5. export of yolov5n's best.pt to ONNX on the GPU and ``val.py`` of the .onnx (TensorRT is not a backend yet);
-6. GPU latency, fused fp16, batch 1 and 32, with synchronisation and warm-up.
+5. export of yolov5n's best.pt to ONNX on the GPU and ``val.py`` of the .onnx;
+6. OpenVINO (CPU) and TensorRT fp16 (GPU) exports of that best.pt, ``detect.py`` (TensorRT) and ``val.py`` on them,
+   their mAP compared with the .pt's (benchmarks/gpu_check_exports.py; a package pip cannot install is a skip);
+7. GPU latency, fused fp16, batch 1 and 32, with synchronisation and warm-up.
 
 ``--dry-run`` runs every step on the CPU at 64 px, 1 epoch, on a generated 32-image dataset, with bf16 autocast
-standing in for fp16, for two models; it fails (exit 1) when a step fails.
+standing in for fp16, for two models (TensorRT skipped); it fails (exit 1) when a step fails.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.gpu_check_exports import openvino_steps, tensorrt_steps  # noqa: E402
 
 MODELS = ["yolov5n", "yolov5n-NAM", "yolov5n-SimAM", "yolov5n-CoTA"]
 LOSS_TOL = 0.25  # largest relative difference of a GPU train loss from the CPU run's before it is flagged
@@ -265,8 +269,8 @@ def write_summary(out: Path, env: dict, steps: list[dict], lat: list[dict], seco
     (out / "summary.json").write_text(json.dumps({"ok": ok, "seconds": round(seconds, 1), "environment": env,
                                                   "steps": [{k: v for k, v in s.items() if k != "rows"} for s in steps],
                                                   "latency": lat}, indent=1))
-    cols = ("ok", "seconds", "train_img_s", "val_img_s", "max_rel_diff", "map50", "map", "identical",
-            "nondeterministic_ops")
+    cols = ("ok", "seconds", "train_img_s", "val_img_s", "max_rel_diff", "map50", "map", "map_vs_pt", "images",
+            "identical", "nondeterministic_ops", "skipped")
     lines = [f"# GPU check ({'dry run, CPU' if env['dry_run'] else env.get('gpu', 'no GPU')}): "
              f"{'PASS' if ok else 'FAIL'} in {seconds:.0f} s", "",
              "| " + " | ".join(f"{k}: {v}" for k, v in env.items() if k != "dry_run") + " |", "",
@@ -312,6 +316,9 @@ def main(o: argparse.Namespace) -> int:
         steps.append(export_step(str(best), o, device, out))
         if steps[-1]["ok"]:
             steps.append(val_step(str(best.with_suffix(".onnx")), data, o, device, False, out, "onnx"))
+        vals = {s["step"]: s for s in steps}
+        steps += openvino_steps(best, data, o, out, vals.get(f"val {models[0]}_fp32"), sh, val_step)
+        steps += tensorrt_steps(best, data, o, out, vals.get(f"val {models[0]}_half"), sh, val_step)
     lat = latency(models, device, o.img, (1, 32) if not o.dry_run else (1, 2), o.dry_run)
     return 0 if write_summary(out, env, steps, lat, time.time() - t0) else 1
 

@@ -1,13 +1,15 @@
-"""``DetectMultiBackend``: one inference interface over PyTorch, TorchScript and ONNX models.
+"""``DetectMultiBackend``: one inference interface over PyTorch, TorchScript, ONNX, OpenVINO and TensorRT models.
 
 v6.1 defines ``DetectMultiBackend`` in ``models/common.py``. Here it lives in its own module because it loads
 whole checkpoints through ``models.experimental.attempt_load``, which needs ``models.yolo``, which imports
 ``models.common``: putting it in ``models.common`` would make ``models.common`` import the modules built on
 top of it (an import cycle). Nothing pickles this class, so the move costs checkpoints nothing.
 
-Supported: PyTorch ``.pt`` checkpoints, TorchScript ``.torchscript`` files and ONNX ``.onnx`` files (ONNX
-Runtime, or OpenCV DNN with ``dnn=True``). The other v6.1 formats (OpenVINO, TensorRT, CoreML, TensorFlow *)
-are recognised by name and refused with an error that lists what is supported.
+Supported: PyTorch ``.pt`` checkpoints, TorchScript ``.torchscript`` files, ONNX ``.onnx`` files (ONNX
+Runtime, or OpenCV DNN with ``dnn=True``), OpenVINO ``*_openvino_model/`` folders or their ``.xml`` (on the CPU,
+``models/backend_openvino.py``) and TensorRT ``.engine`` files (on a CUDA device, ``models/backend_tensorrt.py``).
+The other v6.1 formats (CoreML, TensorFlow *) are recognised by name and refused with an error that lists what is
+supported.
 
 Usage:
     from models.backends import DetectMultiBackend
@@ -28,12 +30,14 @@ import torch
 import torch.nn as nn
 import yaml
 
+from models.backend_openvino import OpenVINORunner
+from models.backend_tensorrt import TensorRTRunner
 from models.experimental import attempt_load
 from utils.general import LOGGER, InputError, check_yaml
 
 
 class UnsupportedFormatError(InputError, NotImplementedError):
-    """A model format this project knows but does not run (OpenVINO, TensorRT, CoreML, TF...)."""
+    """A model format this project knows but does not run (CoreML, TF...)."""
 
 
 class ExportFormat(NamedTuple):
@@ -51,8 +55,8 @@ def export_formats() -> list[ExportFormat]:
         ("PyTorch", "-", ".pt", True),
         ("TorchScript", "torchscript", ".torchscript", True),
         ("ONNX", "onnx", ".onnx", True),
-        ("OpenVINO", "openvino", "_openvino_model", False),
-        ("TensorRT", "engine", ".engine", False),
+        ("OpenVINO", "openvino", "_openvino_model", True),
+        ("TensorRT", "engine", ".engine", True),
         ("CoreML", "coreml", ".mlmodel", False),
         ("TensorFlow SavedModel", "saved_model", "_saved_model", False),
         ("TensorFlow GraphDef", "pb", ".pb", False),
@@ -62,7 +66,7 @@ def export_formats() -> list[ExportFormat]:
 
 
 def supported_formats_text() -> str:
-    """``'PyTorch (.pt), TorchScript (.torchscript), ONNX (.onnx)'``, for error messages."""
+    """``'PyTorch (.pt), TorchScript (.torchscript), ONNX (.onnx), ...'``, for error messages."""
     return ", ".join(f"{f.format} ({f.suffix})" for f in export_formats() if f.supported)
 
 
@@ -133,20 +137,24 @@ def _torch_device(device: Any) -> torch.device:
 
 
 class DetectMultiBackend(nn.Module):
-    """YOLOv5 inference on a ``.pt``, ``.torchscript`` or ``.onnx`` model.
+    """YOLOv5 inference on a ``.pt``, ``.torchscript``, ``.onnx``, OpenVINO or TensorRT ``.engine`` model.
 
     Attributes:
-        pt, jit, onnx: which backend is in use (v6.1's flags; ``onnx`` also with ``dnn=True``).
+        pt, jit, onnx, xml, engine: which backend is in use (v6.1's flags; ``onnx`` also with ``dnn=True``;
+            ``xml`` is OpenVINO).
         stride: the model's max stride (PyTorch: at least 32); 64 when an export carries no stride.
         names: class names. PyTorch: the model's; TorchScript: ``config.txt``; ONNX: ``metadata_props``;
+            OpenVINO: ``<name>.yaml`` beside the ``.xml`` (else its runtime info); TensorRT: ``<name>.engine.yaml``;
             ``class0`` … ``class999`` when an export carries none; a ``data`` yaml's names win over all.
         dynamic: True when the backend accepts any input height/width: PyTorch always; TorchScript when
             exported with ``--dynamic`` (a trace without it freezes Detect's grids at the export size);
-            ONNX when the input's height and width axes are symbolic.
+            ONNX, OpenVINO and TensorRT when the input's height and width axes are free (TensorRT: within its
+            optimisation profile, checked on each call).
         input_shape: the input shape an export accepts, None for a free axis (ONNX: the declared input
             shape, so a static ONNX also fixes the batch; TorchScript: H and W of a static trace, any batch);
             None for PyTorch. A mismatching input raises a ``ValueError`` that says which shape to use.
-        model: the ``nn.Module`` (PyTorch) or ``ScriptModule`` (TorchScript); absent for ONNX.
+        model: the ``nn.Module`` (PyTorch) or ``ScriptModule`` (TorchScript); absent for the other formats.
+        runtime: the OpenVINO or TensorRT runner (``OpenVINORunner``, ``TensorRTRunner``), else None.
     """
 
     def __init__(self, weights: str | Path | list = "yolov5s.pt", device: Any = None, dnn: bool = False,
@@ -156,14 +164,17 @@ class DetectMultiBackend(nn.Module):
         Args:
             weights: a model path; a list of several ``.pt`` paths makes an ensemble.
             device: ``torch.device`` or string; None means CPU. ONNX Runtime uses its CUDA provider when this
-                is a CUDA device and the provider is installed.
+                is a CUDA device and the provider is installed. OpenVINO always runs on the CPU, TensorRT on
+                CUDA (``cuda:0`` when this is the CPU); outputs come back on the input's device.
             dnn: run ``.onnx`` files with OpenCV DNN instead of ONNX Runtime.
             data: a dataset yaml (path or dict) whose ``names`` replace the model's.
 
         Raises:
-            NotImplementedError: a known format this project does not run (OpenVINO, TensorRT, CoreML, TF…).
+            NotImplementedError: a known format this project does not run (CoreML, TF…).
             ValueError: an unknown file type.
             FileNotFoundError: the file does not exist.
+            MissingPackageError: OpenVINO without openvino, TensorRT without tensorrt (pip install ...).
+            CUDARequiredError: a TensorRT engine on a machine without CUDA.
         """
         super().__init__()
         many = isinstance(weights, (list, tuple)) and len(weights) > 1
@@ -171,17 +182,19 @@ class DetectMultiBackend(nn.Module):
         fmt = model_format(w)
         if many and any(model_format(x) != "-" for x in weights):
             raise InputError(f"an ensemble takes .pt checkpoints only, got {[str(x) for x in weights]}")
-        if fmt not in ("-", "torchscript", "onnx"):
+        if not next(f.supported for f in export_formats() if f.argument == fmt):
             name = next(f.format for f in export_formats() if f.argument == fmt)
             raise UnsupportedFormatError(f"{w}: {name} inference is not supported by this project; supported formats "
-                                      f"are {supported_formats_text()} (python export.py --include torchscript onnx)")
+                                         f"are {supported_formats_text()} (python export.py --include torchscript "
+                                         f"onnx openvino engine)")
         self.weights, self.format = w, fmt
         self.pt, self.jit, self.onnx, self.dnn = fmt == "-", fmt == "torchscript", fmt == "onnx", dnn
+        self.xml, self.engine, self.runtime = fmt == "openvino", fmt == "engine", None
         self.device = _torch_device(device)
         default_names = [f"class{i}" for i in range(1000)]
         stride, names = 64, default_names  # defaults
         self.dynamic, self.input_shape = False, None
-        if not self.pt and not Path(w).is_file():
+        if (self.jit or self.onnx) and not Path(w).is_file():  # the OpenVINO/TensorRT runners check theirs
             raise FileNotFoundError(f"model file not found: {w}")
 
         if self.pt:
@@ -201,6 +214,10 @@ class DetectMultiBackend(nn.Module):
                 self.dynamic = bool(d.get("dynamic", False))
                 if not self.dynamic and d.get("shape"):  # batch stays free: the trace keeps it symbolic
                     self.input_shape = (None, *[int(x) for x in d["shape"][1:]])
+        elif self.xml or self.engine:
+            self.runtime = OpenVINORunner(w) if self.xml else TensorRTRunner(w, self.device)
+            stride, names = self._apply_meta(self.runtime.meta, stride, names)
+            self._set_shape(self.runtime.shape)
         elif dnn:
             LOGGER.info(f"Loading {w} for ONNX OpenCV DNN inference...")
             import cv2
@@ -269,7 +286,9 @@ class DetectMultiBackend(nn.Module):
 
     def _check_shape(self, im: torch.Tensor) -> None:
         s = self.input_shape
-        if s is not None and (len(s) != im.dim() or any(e is not None and e != a for e, a in zip(s, im.shape))):
+        fits = [e is None or e == a or (i == 0 and self.engine and a < e)  # a static engine pads a smaller batch
+                for i, (e, a) in enumerate(zip(s or (), im.shape))]
+        if s is not None and (len(s) != im.dim() or not all(fits)):
             want = "(" + ", ".join("N" if e is None else str(e) for e in s) + ")"
             raise ValueError(f"{self.weights} takes input shape {want} (a static export); got {tuple(im.shape)}. "
                              f"Use that size or re-export with --dynamic")
@@ -281,7 +300,7 @@ class DetectMultiBackend(nn.Module):
 
         Returns:
             The decoded (bs, N, 5 + nc) tensor; with ``val=True`` a pair ``(decoded, raw)`` (PyTorch and
-            TorchScript: Detect's raw level maps; ONNX: ``[]``), as val.py expects.
+            TorchScript: Detect's raw level maps; the other formats: ``[]``), as val.py expects.
         """
         if self.pt or self.jit:
             p = next(iter(self.model.parameters()), None)
@@ -294,19 +313,24 @@ class DetectMultiBackend(nn.Module):
                 y = self.model(im, augment=augment, visualize=visualize) if augment or visualize else self.model(im)
             return y if val else y[0]
         self._check_shape(im)
-        x = im.detach().cpu().numpy()
-        if self.dnn:
-            self.net.setInput(x.astype(np.float32))
-            y = self.net.forward()
+        if self.engine:
+            y = self.runtime(im).to(im.device)  # CUDA tensors in and out
         else:
-            y = self.session.run([self.output_name], {self.input_name: x.astype(self.input_dtype)})[0]
-        y = torch.from_numpy(np.ascontiguousarray(y)).to(im.device)
+            x = im.detach().cpu().numpy()
+            if self.xml:
+                y = self.runtime(x)
+            elif self.dnn:
+                self.net.setInput(x.astype(np.float32))
+                y = self.net.forward()
+            else:
+                y = self.session.run([self.output_name], {self.input_name: x.astype(self.input_dtype)})[0]
+            y = torch.from_numpy(np.ascontiguousarray(y)).to(im.device)
         if im.is_floating_point():
             y = y.to(im.dtype)
         return (y, []) if val else y
 
     def warmup(self, imgsz: tuple = (1, 3, 640, 640), half: bool = False) -> None:
-        """One forward of zeros on non-CPU devices (PyTorch, TorchScript, ONNX), as v6.1."""
-        if (self.pt or self.jit or self.onnx) and self.device.type != "cpu":
+        """One forward of zeros on non-CPU devices (PyTorch, TorchScript, ONNX, TensorRT), as v6.1."""
+        if (self.pt or self.jit or self.onnx or self.engine) and self.device.type != "cpu":
             im = torch.zeros(*imgsz, device=self.device)
             self.forward(im.half() if half else im.float())

@@ -192,15 +192,15 @@ def test_fused_nam_exports(exported):
 
 # ------------------------------------------------------------------------------------------- refusals, flags
 def test_unsupported_formats_are_refused(tmp_path):
-    with pytest.raises(export.ExportError, match=r"OpenVINO \(openvino\).*torchscript onnx"):
-        export.run(weights=tmp_path / "x.pt", include=["openvino"])
+    with pytest.raises(export.ExportError, match=r"CoreML \(coreml\).*torchscript onnx openvino engine"):
+        export.run(weights=tmp_path / "x.pt", include=["coreml"])
     with pytest.raises(export.ExportError, match="Invalid --include"):
         export.run(weights=tmp_path / "x.pt", include=["foo"])
     with pytest.raises(export.ExportError, match=r"--half only compatible with GPU export, i.e. use --device 0"):
         export.run(weights=tmp_path / "x.pt", include=["onnx"], half=True, device="cpu")
-    for f, fmt in [("m.engine", "TensorRT"), ("m.mlmodel", "CoreML"), ("m_saved_model", "TensorFlow SavedModel"),
-                   ("m.tflite", "TensorFlow Lite"), ("m_edgetpu.tflite", "TensorFlow Edge TPU"), ("m.xml", "OpenVINO")]:
-        with pytest.raises(NotImplementedError, match=rf"{fmt} inference is not supported.*\.pt.*\.torchscript.*\.onnx"):
+    for f, fmt in [("m.mlmodel", "CoreML"), ("m_saved_model", "TensorFlow SavedModel"), ("m.tflite", "TensorFlow Lite"),
+                   ("m_edgetpu.tflite", "TensorFlow Edge TPU")]:  # OpenVINO and TensorRT: tests/test_export_*.py
+        with pytest.raises(NotImplementedError, match=rf"{fmt} inference is not supported.*\.onnx.*\.engine"):
             DetectMultiBackend(tmp_path / f)
     with pytest.raises(ValueError, match="unknown model format"):
         model_format("model.txt")

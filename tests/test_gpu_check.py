@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,8 +22,15 @@ def test_dry_run_runs_and_checks_every_step(tmp_path):
     s = json.loads((tmp_path / "summary.json").read_text())
     steps = {x["step"]: x for x in s["steps"]}
     assert s["ok"] and s["environment"]["dry_run"] and s["environment"]["torch"] == torch.__version__
+    openvino = {"export openvino", "val openvino"} if importlib.util.find_spec("openvino") else {"openvino"}
     assert set(steps) == {"train yolov5n-NAM_gpu", "train yolov5n-NAM_cpu", "losses yolov5n-NAM_gpu vs CPU",
-                          "val yolov5n-NAM_fp32", "export onnx", "val onnx", "deterministic repeat yolov5n-NAM"}
+                          "val yolov5n-NAM_fp32", "export onnx", "val onnx", "deterministic repeat yolov5n-NAM",
+                          "tensorrt"} | openvino
+    assert steps["tensorrt"]["skipped"] == "dry run: TensorRT needs CUDA"
+    if "val openvino" in steps:  # same CPU, same fp32 model: the same mAP
+        assert steps["val openvino"]["map_vs_pt"] <= 1e-3
+    else:
+        assert steps["openvino"]["skipped"] == "openvino is not installed (a dry run installs nothing)"
     det = steps["deterministic repeat yolov5n-NAM"]
     assert det["identical"] and det["nondeterministic_ops"] == []  # CPU: same seed, same bytes
     gpu = steps["train yolov5n-NAM_gpu"]
