@@ -13,6 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "yolov5-v61"
 
+
+def benchmark_script(name: str, module_name: str | None = None):
+    """``benchmarks/<name>.py`` imported as a module (benchmarks/ is a folder of scripts, not a package)."""
+    import importlib.util
+
+    file = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name or f"{name}_benchmark", file)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 torch.set_num_threads(2)
 os.environ.setdefault("WANDB_MODE", "disabled")  # where wandb is installed, training tests log nowhere
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
 
 import pytest
@@ -11,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from models.yolo import Model
-from tests.conftest import ROOT
+from tests.conftest import ROOT, benchmark_script
 from utils.general import InputError
 from utils.synthetic import SHAPES
 
@@ -22,15 +21,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:.*deprecated:FutureWarning")]  # torch >= 2.9 on TorchScript
 
 
-def formats_module():
-    """benchmarks/formats.py as a module (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("formats_benchmark", ROOT / "benchmarks" / "formats.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-formats = formats_module()
+formats = benchmark_script("formats")
 
 
 @pytest.fixture(scope="module")

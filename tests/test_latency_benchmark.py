@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 import torch.nn as nn
 
 import ablate
-from tests.conftest import ROOT
+from tests.conftest import benchmark_script
 from utils.general import InputError
 from utils.profiling import batch_latency_ms, device_median_ms, synced
 
@@ -18,15 +16,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU timing path is not run")
 
 
-def latency_module():
-    """benchmarks/latency.py as a module (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("latency_benchmark", ROOT / "benchmarks" / "latency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-latency = latency_module()
+latency = benchmark_script("latency")
 QUICK = dict(img=[64], warmup=1, runs=2, rounds=1, pause=0.0, threads=1)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 import torch.nn as nn
@@ -12,7 +10,7 @@ from models.attention.nam import NAMAttention
 from models.attention.simam import SimAM
 from models.attention_vis import attention_layers
 from models.yolo import Model, _layer_input
-from tests.conftest import ROOT
+from tests.conftest import ROOT, benchmark_script
 from utils.recording import Recorder
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
@@ -27,11 +25,8 @@ REPEATED = {"nc": 3, "depth_multiple": 1.0, "width_multiple": 0.25, "anchors": [
 
 
 def latency_module():
-    """benchmarks/latency.py as a module (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("latency", ROOT / "benchmarks" / "latency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """benchmarks/latency.py as a module."""
+    return benchmark_script("latency", "latency")
 
 
 @pytest.fixture(scope="module")
