@@ -42,9 +42,13 @@ def onnx_opset(trt: Any) -> int:
 
 
 def profile_shapes(shape: tuple[int, ...], stride: int) -> tuple[tuple[int, ...], ...]:
-    """(min, opt, max) input shapes of a dynamic engine exported at ``shape`` (batch, 3, h, w)."""
+    """(min, opt, max) input shapes of a dynamic engine exported at ``shape`` (batch, 3, h, w).
+
+    The largest side is one stride above the export size: val.py's rectangular batches pad half a stride and
+    round up, so at ``--img 640`` their long side is 672.
+    """
     b, c, h, w = (int(x) for x in shape)
-    s = max(h, w)
+    s = max(h, w) + stride
     return (1, c, stride, stride), (b, c, h, w), (b, c, s, s)
 
 

@@ -102,7 +102,7 @@ def test_fake_build_settings_and_metadata(fake_engines):
     assert e["static_plan"] == {"api": "10", "opset": 13, "workspace": ("WORKSPACE", 2 << 30), "flags": [],
                                 "network_flags": 1, "log": "VERBOSE", "profile": None}
     assert e["dynamic_plan"] == {"api": "8", "opset": 13, "workspace": 4 << 30, "flags": [], "network_flags": 1,
-                                 "log": "INFO", "profile": [[1, 3, 32, 32], [1, 3, 64, 96], [1, 3, 96, 96]]}
+                                 "log": "INFO", "profile": [[1, 3, 32, 32], [1, 3, 64, 96], [1, 3, 128, 128]]}
     meta = yaml.safe_load(Path(e["static"][0] + ".yaml").read_text(encoding="utf-8"))
     assert meta == {"stride": 32, "names": NAMES, "dynamic": False, "shape": list(STATIC), "half": False,
                     "tensorrt": "10.0.0-fake"}
@@ -129,11 +129,11 @@ def test_fake_runtime_matches_pytorch_in_both_apis(fake_engines, api, monkeypatc
         b(_x(OTHER))
     b = DetectMultiBackend(dynamic)
     assert (b.dynamic, b.input_shape, b.runtime.profile) == (True, (None, 3, None, None),
-                                                            ((1, 3, 32, 32), (1, 3, 96, 96)))
+                                                            ((1, 3, 32, 32), (1, 3, 128, 128)))
     for shape in (STATIC, (1, 3, 96, 64), (1, 3, 32, 32)):
         compare(b(_x(shape)), ref(_x(shape))[0])
     assert b.runtime.context.calls == [STATIC, (1, 3, 96, 64), (1, 3, 32, 32)]
-    with pytest.raises(ValueError, match=r"from \(1, 3, 32, 32\) to \(1, 3, 96, 96\).*got \(2, 3, 64, 96\)"):
+    with pytest.raises(ValueError, match=r"from \(1, 3, 32, 32\) to \(1, 3, 128, 128\).*got \(2, 3, 64, 96\)"):
         b(_x(BATCH2))  # batch 2 > the exported --batch-size 1
     bad = tmp_path / "bad.engine"
     bad.write_bytes(b"not a plan")
@@ -172,3 +172,13 @@ def test_real_engine_val_gives_pt_map(base, selfdata, tmp_path):
     kw = dict(data=data, imgsz=64, batch_size=8, workers=0, device="0", plots=False, project=tmp_path, half=True)
     r_pt, r_trt = val.run(weights=str(ckpt), **kw)[0], val.run(weights=f, **kw)[0]
     assert r_pt[2] > 0.5 and abs(r_pt[2] - r_trt[2]) <= 0.01 and abs(r_pt[3] - r_trt[3]) <= 0.01, (r_pt, r_trt)
+
+
+def test_dynamic_profile_takes_vals_rectangular_batches():
+    import math
+
+    from models.export_tensorrt import profile_shapes
+    for img in 64, 320, 640:
+        lo, opt, hi = profile_shapes((8, 3, img, img), 32)
+        rect_long_side = math.ceil(img / 32 + 0.5) * 32  # val.py: rect batches with pad 0.5
+        assert hi == (8, 3, rect_long_side, rect_long_side) and lo == (1, 3, 32, 32) and opt == (8, 3, img, img)

@@ -361,8 +361,6 @@ def create_dataloader(path: str | Path | list, imgsz: int, batch_size: int, stri
     loader_cls = DataLoader if image_weights else InfiniteDataLoader  # plain loader sees new image weights
     generator = torch.Generator()
     generator.manual_seed(torch.initial_seed() % 2 ** 62 + max(rank, 0))
-    if nw == 0:
-        cv2.setNumThreads(0)  # as in the workers: OpenCV's own threads only compete with torch's
     loader = loader_cls(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, num_workers=nw,
                         sampler=sampler, pin_memory=torch.cuda.is_available(), generator=generator,
                         worker_init_fn=worker_init,
