@@ -356,3 +356,18 @@ def test_loader_workers_start_with_the_loader_without_opencv_threads():
     assert loader._epoch_iterator is not None and len(loader._epoch_iterator._workers) == 2  # started already
     assert [int(x) for b in loader for x in b] == [1] * 4  # cv2.setNumThreads(0) -> getNumThreads() == 1
     assert InfiniteDataLoader(_CvThreads(), batch_size=2)._epoch_iterator is None  # no workers: made when used
+
+
+def test_closing_a_loader_stops_its_workers_at_once():
+    import time
+
+    from utils.infinite_loader import InfiniteDataLoader, worker_init
+    loader = InfiniteDataLoader(_CvThreads(), batch_size=1, num_workers=2, worker_init_fn=worker_init)
+    assert [int(x) for b in loader for x in b] == [1] * 4  # workers have prefetched the next epoch's batches
+    workers = list(loader._epoch_iterator._workers)
+    t0 = time.time()
+    loader.close()
+    assert time.time() - t0 < 3 and not any(w.is_alive() for w in workers)  # PyTorch's own shutdown: 5 s each
+    loader.close()  # twice is harmless
+    assert [int(x) for b in loader for x in b] == [1] * 4  # a new epoch starts new workers
+    loader.close()

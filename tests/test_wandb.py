@@ -28,11 +28,17 @@ def test_without_wandb_the_flags_give_one_warning(monkeypatch, yolo_log, tmp_pat
 def test_offline_run_logs_metrics_and_the_model(tiny_data, tmp_path, monkeypatch):
     if importlib.util.find_spec("wandb") is None:
         pytest.skip("wandb is not installed (optional: pip install wandb)")
+    import wandb
+
+    wandb.teardown()  # an earlier training in this process set W&B up in conftest's disabled mode: start afresh
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    train.run(weights="", cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), imgsz=64, batch_size=16,
-              epochs=2, workers=0, device="cpu", project=str(tmp_path), name="wb", save_period=1,
-              upload_dataset=True)
+    try:
+        train.run(weights="", cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), imgsz=64, batch_size=16,
+                  epochs=2, workers=0, device="cpu", project=str(tmp_path), name="wb", save_period=1,
+                  upload_dataset=True)
+    finally:
+        wandb.teardown()  # later trainings in this process log nowhere again
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     data = runs[0].read_bytes()
