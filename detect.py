@@ -37,6 +37,7 @@ ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
 from models.attention_vis import CAM_METHODS, AttentionVisualizer  # noqa: E402
 from models.backends import DetectMultiBackend, names_from_data  # noqa: E402
+from models.compiled import add_speed_args  # noqa: E402
 from models.experimental import safe_classes  # noqa: E402
 from utils.checkpoint import strip_optimizer  # noqa: E402
 from utils.detect_results import Results  # noqa: E402
@@ -128,8 +129,18 @@ def model_names(model: DetectMultiBackend, data: str | Path | None) -> list[str]
     return names
 
 
+def eager_only(visualize: bool, attention_maps: bool, cam_layer: int | None) -> bool:
+    """True (with a warning for ``--compile``) when an option hooks the eager model's layers."""
+    if visualize or attention_maps or cam_layer is not None:
+        LOGGER.warning("WARNING: --compile is off with --visualize, --attention-maps and --cam-layer (they hook the "
+                       "eager model's layers)")
+        return True
+    return False
+
+
 def load_model(weights: str | Path | list, device: str, dnn: bool, data: str | Path | None, half: bool,
-               imgsz: list[int]) -> tuple[DetectMultiBackend, torch.device, list[str], list[int], bool]:
+               imgsz: list[int], channels_last: bool = True, compile_mode: str | None = None
+               ) -> tuple[DetectMultiBackend, torch.device, list[str], list[int], bool]:
     """Load the backend on its device, name its classes, and settle the precision and the image size.
 
     Returns:
@@ -137,7 +148,8 @@ def load_model(weights: str | Path | list, device: str, dnn: bool, data: str | P
         warning).
     """
     dev = select_device(device)
-    model = DetectMultiBackend(weights, device=dev, dnn=dnn)  # data: see model_names()
+    model = DetectMultiBackend(weights, device=dev, dnn=dnn, channels_last=channels_last,
+                               compile_mode=compile_mode)  # data: see model_names()
     names = model_names(model, data)
     imgsz = check_img_size(imgsz, s=int(model.stride))
     if half and dev.type == "cpu":
@@ -268,7 +280,9 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         cam_method: str = "eigen",
         nms: str = "nms",
         soft_sigma: float = 0.5,
-        vid_stride: int = 1) -> Path:
+        vid_stride: int = 1,
+        channels_last: bool = True,
+        compile: str | None = None) -> Path:
     """Detect objects in ``source`` with ``weights`` and save the results under ``project/name`` (incremented).
 
     Args:
@@ -277,13 +291,10 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         data: dataset yaml whose ``names`` are used only when the model carries none (an ONNX or
             TorchScript file without metadata); a ``.pt`` model's own names always win, as in v6.1.
         imgsz: inference size, one int or (h, w); rounded up to a multiple of the model stride.
-        conf_thres: confidence threshold.
-        iou_thres: NMS IoU threshold.
-        max_det: most detections per image.
-        device: ``''`` (auto), ``'cpu'``, ``'0'``, ``'0,1'``...
+        conf_thres, iou_thres: confidence threshold, NMS IoU threshold.
+        max_det, device: most detections per image; ``''`` (auto), ``'cpu'``, ``'0'``, ``'0,1'``...
         view_img: show results in a window (skipped, with one warning, where there is no display).
-        save_txt: write ``labels/*.txt`` (``cls x y w h`` normalised).
-        save_conf: append the confidence to each label line.
+        save_txt, save_conf: write ``labels/*.txt`` (``cls x y w h`` normalised), with the confidence last.
         save_crop: save each box, cropped from the original image, to ``crops/<class>/``.
         nosave: do not save annotated images/videos.
         classes: keep only these class ids.
@@ -291,11 +302,9 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         augment: test-time augmentation (PyTorch weights).
         visualize: save feature maps of every layer to ``<save_dir>/<stem>/``.
         update: strip the optimizer (and EMA) from the weights file(s) at the end.
-        project, name: parent of the results folder, and its name (``exp``, ``exp2``...).
-        exist_ok: reuse ``project/name`` instead of incrementing.
+        project, name, exist_ok: parent of the results folder, its name (``exp``, ``exp2``...), reuse it.
         line_thickness: box line width in pixels.
-        hide_labels: draw boxes without labels.
-        hide_conf: draw labels without confidences.
+        hide_labels, hide_conf: draw boxes without labels; labels without confidences.
         half: FP16 inference (CUDA only).
         dnn: OpenCV DNN for ONNX.
         attention_maps: save a heatmap (and channel bar chart) per attention layer per image to
@@ -304,6 +313,8 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
         cam_method: ``eigen`` (EigenCAM), ``grad`` or ``gradpp`` (Grad-CAM / Grad-CAM++ of the top prediction).
         nms, soft_sigma: ``nms`` (v6.1 hard NMS), ``diou``, ``soft-linear`` or ``soft-gaussian``; σ of the latter.
         vid_stride: read every ``vid_stride``-th frame of video files (saved videos play at fps / vid_stride).
+        channels_last, compile: ``.pt`` weights in NHWC layout; a compiled graph per input shape (``auto``,
+            ``onednn``, ``inductor``: ``models/compiled.py``; not with ``visualize``/``attention_maps``/``cam_layer``).
 
     Returns:
         The results folder.
@@ -315,7 +326,8 @@ def run(weights: str | Path | list = ROOT / "yolov5s.pt",
     webcam, save_img = check_source(source := str(source))
     check_weights(weights)
     imgsz = check_options(imgsz, conf_thres, iou_thres, max_det, nms, soft_sigma, vid_stride)
-    model, device, names, imgsz, half = load_model(weights, device, dnn, data, half, imgsz)
+    compile = None if compile and eager_only(visualize, attention_maps, cam_layer) else compile
+    model, device, names, imgsz, half = load_model(weights, device, dnn, data, half, imgsz, channels_last, compile)
     if view_img or webcam:  # v6.1 shows streams whenever the environment can
         view_img = check_imshow(warn=view_img)
     dataset = load_source(source, webcam, imgsz, int(model.stride), model.pt, vid_stride)
@@ -368,6 +380,7 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--hide-conf", default=False, action="store_true", help="hide confidences")
     parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference")
     parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
+    add_speed_args(parser)
     parser.add_argument("--attention-maps", action="store_true", help="save attention heatmaps to <exp>/attention")
     parser.add_argument("--cam-layer", type=int, default=None, help="save a CAM of this layer index to <exp>/attention")
     parser.add_argument("--cam-method", default="eigen", choices=list(CAM_METHODS),

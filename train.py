@@ -55,6 +55,7 @@ from utils.eval_records import EvalRecords  # noqa: E402
 from utils.evolve import evolve  # noqa: E402
 from utils.general import (LOGGER, InputError, check_file, check_img_size, check_suffix, check_yaml,  # noqa: E402
                            colorstr, increment_path, print_args, run_cli)
+from utils.memory_format import channels_last_option, set_memory_format, to_input_format  # noqa: E402
 from utils.metrics import fitness, labels_to_image_weights  # noqa: E402
 from utils.run_dir import RunLock, check_belongs, new_run_id  # noqa: E402
 from utils.torch_utils import (de_parallel, init_seeds, release_memory, select_device,  # noqa: E402
@@ -81,6 +82,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     deterministic = getattr(opt, "deterministic", False)  # runs saved before the flag existed lack it
     watch = (NondeterministicOps(Path(opt.save_dir) / "determinism.json", opt.seed) if deterministic
              else contextlib.nullcontext())  # records the ops with no deterministic kernel
+    s = None
     try:
         with watch:
             s = setup(hyp, opt, device, callbacks)
@@ -96,7 +98,16 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
             torch.cuda.empty_cache()
         return s.results
     finally:
+        close_loaders(s)
         callbacks.run("teardown")
+
+
+def close_loaders(s: TrainRun | None) -> None:
+    """Stop the loader workers of a run that ended (setup may have failed before making them)."""
+    for name in ("train_loader", "val_loader"):
+        loader = getattr(s, name, None)
+        if hasattr(loader, "close"):
+            loader.close()
 
 
 # ------------------------------------------------------------------------------------------------------- setup
@@ -139,6 +150,7 @@ def build_model(s: TrainRun) -> None:
             LOGGER.info(f"freezing {k}")
             v.requires_grad = False
 
+    set_memory_format(s.model, channels_last_option(opt))  # NHWC convolutions: faster on oneDNN and tensor cores
     s.gs = max(int(s.model.stride.max()), 32)  # grid size (max stride)
     s.imgsz = check_img_size(opt.imgsz, s.gs, floor=s.gs * 2)
 
@@ -182,6 +194,7 @@ def train_one_epoch(s: TrainRun, epoch: int) -> bool:
             warmup(s, ni, epoch)
         if opt.multi_scale:
             imgs = multi_scale(imgs, s.imgsz, s.gs)
+        imgs = to_input_format(imgs, channels_last_option(opt))
         loss_items = forward_backward(s, imgs, targets)
         if ni - s.last_opt_step >= s.accumulate:
             optimizer_step(s)
@@ -345,6 +358,9 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
     parser.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters for x generations")
     parser.add_argument("--bucket", type=str, default="", help="gsutil bucket (not supported: no network uploads)")
     parser.add_argument("--cache", type=str, nargs="?", const="ram", help='--cache images in "ram" (default) or "disk"')
+    parser.add_argument("--keep-decoded", type=float, default=256.0, metavar="MB",
+                        help="each loader worker keeps the images it decoded when the whole set fits in MB "
+                             "(same pixels, less CPU per epoch; 0 = off)")
     parser.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
@@ -361,13 +377,17 @@ def parse_opt(known: bool = False) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
     parser.add_argument("--freeze", nargs="+", type=int, default=[0], help="Freeze layers: backbone=10, first3=0 1 2")
     parser.add_argument("--save-period", type=int, default=-1, help="Save checkpoint every x epochs (disabled if < 1)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="channels-last (NHWC) weights and images: faster convolutions; --no-channels-last for "
+                             "NCHW (the same math summed in another order)")
     parser.add_argument("--seed", type=int, default=0, help="global training seed (v6.1 always used 0)")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic algorithms and cuDNN for every seed (slower on GPU; default: v6.1's mode)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES,
-                        help="mixed precision: auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or off")
+                        help="mixed precision: auto (fp16 on CUDA; bf16 on a CPU with hardware bf16, else fp32), "
+                             "fp16, bf16 or off")
     parser.add_argument("--local_rank", type=int, default=-1, help="DDP parameter, do not modify")
-    # Weights & Biases arguments (accepted for command-line compatibility; W&B is not integrated)
+    # Weights & Biases arguments (used when wandb is installed and logged in; see utils/wandb_logger.py)
     parser.add_argument("--entity", default=None, help="W&B: Entity")
     parser.add_argument("--upload_dataset", nargs="?", const=True, default=False, help='W&B: Upload data, "val" option')
     parser.add_argument("--bbox_interval", type=int, default=-1, help="W&B: Set bounding-box image logging interval")

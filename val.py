@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
 ROOT = Path(os.path.relpath(ROOT, Path.cwd()))  # relative
 
 from models.backends import DetectMultiBackend  # noqa: E402
+from models.compiled import add_speed_args  # noqa: E402
 from utils.boxes import scale_coords, xywh2xyxy, xyxy2xywh  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.coco import append_predictions, coco80_to_coco91_class, coco_evaluate, dataset_to_coco  # noqa: E402
@@ -149,13 +150,16 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         nms: str = "nms",
         soft_sigma: float = 0.5,
         save_records: bool | str | Path = False,
-        max_det: int = 300) -> tuple:
+        max_det: int = 300,
+        channels_last: bool = True,
+        compile: str | None = None) -> tuple:
     """Validate ``weights`` (or a ``model`` passed by train.py) on the ``task`` split of ``data``.
 
     ``nms`` picks the suppression (``nms``: v6.1's hard NMS; ``diou``, ``soft-linear``, ``soft-gaussian``: see
     ``utils.nms_variants``) and ``soft_sigma`` is the σ of ``soft-gaussian``. ``save_records`` writes the
     per-image evaluation records (``utils.eval_records``) to that path, or to ``save_dir/records.npz`` when True.
-    ``max_det`` caps the detections kept per image (v6.1: 300).
+    ``max_det`` caps the detections kept per image (v6.1: 300). ``channels_last`` and ``compile`` apply to
+    ``.pt`` weights (see detect.py's ``run``).
 
     Returns:
         ``((P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls), maps, times)`` with ``maps`` the per-class
@@ -170,7 +174,8 @@ def run(data: str | Path | dict = DEFAULT_DATA,
         model.half() if half else model.float()
     else:
         model, device, half, data, save_dir, batch_size, imgsz = load_model(
-            data, weights, batch_size, imgsz, task, device, single_cls, project, name, exist_ok, half, dnn, save_txt)
+            data, weights, batch_size, imgsz, task, device, single_cls, project, name, exist_ok, half, dnn, save_txt,
+            channels_last, compile)
     model.eval()
     is_coco = isinstance(data.get("val"), str) and data["val"].endswith(f"coco{os.sep}val2017.txt")
     nc = 1 if single_cls else int(data["nc"])
@@ -191,6 +196,8 @@ def run(data: str | Path | dict = DEFAULT_DATA,
     for batch_i, batch in enumerate(tqdm(dataloader, desc=s, bar_format="{l_bar}{bar:10}{r_bar}{bar:-10b}")):
         callbacks.run("on_val_batch_start")
         val_batch(v, batch_i, *batch)
+    if not training and hasattr(dataloader, "close"):
+        dataloader.close()  # its own loader: stop the workers now (see InfiniteDataLoader.close)
 
     metrics = compute_metrics(v)
     if save_records:
@@ -217,7 +224,7 @@ def run(data: str | Path | dict = DEFAULT_DATA,
 
 def load_model(data: str | Path | dict, weights: str | list | None, batch_size: int, imgsz: int, task: str,
                device: str, single_cls: bool, project: str | Path, name: str, exist_ok: bool, half: bool,
-               dnn: bool, save_txt: bool) -> tuple:
+               dnn: bool, save_txt: bool, channels_last: bool = True, compile_mode: str | None = None) -> tuple:
     """Standalone validation: load the model and the dataset yaml, then make the output folder.
 
     Returns:
@@ -231,7 +238,8 @@ def load_model(data: str | Path | dict, weights: str | list | None, batch_size: 
     if weights is None:
         raise InputError("val.py needs --weights (a .pt checkpoint, or a .torchscript, .onnx, _openvino_model or "
                          ".engine export)")
-    model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data)
+    model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, channels_last=channels_last,
+                               compile_mode=compile_mode)
     stride, pt, jit, onnx = model.stride, model.pt, model.jit, model.onnx
     imgsz = check_img_size(imgsz, s=stride)
     half &= (pt or jit or onnx or model.engine) and device.type != "cpu"  # half precision only on CUDA
@@ -418,6 +426,7 @@ def parse_opt() -> argparse.Namespace:
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference")
     parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
+    add_speed_args(parser)
     parser.add_argument("--nms", default="nms", choices=NMS_METHODS, help="suppression: hard NMS, DIoU-NMS, Soft-NMS")
     parser.add_argument("--soft-sigma", type=float, default=0.5, help="sigma of --nms soft-gaussian")
     parser.add_argument("--save-records", action="store_true", help="save per-image evaluation records (records.npz)")

@@ -5,9 +5,11 @@
     python benchmarks/latency.py --device 0 --half --batch-size 1 32   # CUDA fp16; TensorRT too when it can
 
 Models are built from their yamls with random weights, fused (as attempt_load deploys them) and timed on a zero
-batch: the median of ``--runs`` forwards after ``--warmup``; with ``--rounds R`` every (config, size, batch,
-backend) is timed R times, in a shuffled order each round, and the median of the R medians is reported, so that
-slow drift of the machine's speed does not land on one config. Overhead of ``<base>-<Attention>`` is relative to
+batch. Three PyTorch rows: ``pytorch`` (eager, NCHW, as YOLOv5 v6.1 runs), ``pytorch_cl`` (eager, channels-last:
+detect.py's and val.py's default) and ``compiled`` (``--compile auto``: oneDNN Graph on the CPU, torch.compile
+on CUDA; see ``models/compiled.py``). Timing is the median of ``--runs`` forwards after ``--warmup``; with
+``--rounds R`` every (config, size, batch, backend) is timed R times, in a shuffled order each round, and the
+median of the R medians is reported, so that slow drift of the machine's speed does not land on one config. Overhead of ``<base>-<Attention>`` is relative to
 ``<base>`` with the same backend, size and batch. 'attn ms' times the attention layers alone (:func:`attention_ms`).
 
 On the CPU (the default) the exports are made in-process from the fused model; ``--half`` is refused (fp16 is a
@@ -38,16 +40,38 @@ import export  # noqa: E402
 from export import export_onnx, export_torchscript, prepare_for_export  # noqa: E402
 from models.attention_vis import attention_layers  # noqa: E402
 from models.backends import DetectMultiBackend, export_formats, export_metadata  # noqa: E402
+from models.compiled import CompiledModel, resolve_compile_mode  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.flops import model_gflops  # noqa: E402
 from utils.format_requirements import format_unavailable  # noqa: E402
 from utils.general import LOGGER, InputError, run_cli  # noqa: E402
+from utils.memory_format import set_memory_format, to_input_format  # noqa: E402
 from utils.profiling import device_median_ms, median_ms, synced  # noqa: E402
 from utils.recording import Recorder  # noqa: E402
 
 DEFAULT_CFGS = ["yolov5n", "yolov5n-NAM", "yolov5n-SimAM", "yolov5n-CoTA",
                 "yolov5s", "yolov5s-NAM", "yolov5s-SimAM", "yolov5s-CoTA"]
-BACKENDS = {"pytorch": "-", "torchscript": "torchscript", "onnx": "onnx", "engine": "engine"}  # -> export.py format
+BACKENDS = {"pytorch": "-", "pytorch_cl": "-", "compiled": "-", "torchscript": "torchscript", "onnx": "onnx",
+            "engine": "engine"}  # -> export.py format
+PYTORCH_BACKENDS = ("pytorch", "pytorch_cl", "compiled")  # eager NCHW, eager NHWC, --compile auto (NHWC)
+
+
+def pytorch_backends(model: Model, x: torch.Tensor, backends: list[str]) -> dict[str, Callable]:
+    """The PyTorch rows: ``pytorch`` (eager, NCHW: v6.1's way), ``pytorch_cl`` (eager, channels-last weights and
+    input: detect.py's and val.py's default) and ``compiled`` (``--compile auto`` on ``x``'s device, channels-last;
+    built and checked on its first call, which the warm-up absorbs)."""
+    out: dict[str, Callable] = {}
+    if "pytorch" in backends:
+        out["pytorch"] = lambda: model(x)
+    if "pytorch_cl" in backends or "compiled" in backends:
+        cl = set_memory_format(deepcopy(model))
+        xc = to_input_format(x, True)
+        if "pytorch_cl" in backends:
+            out["pytorch_cl"] = lambda: cl(xc)
+        if "compiled" in backends:
+            cm = CompiledModel(cl, resolve_compile_mode("auto", x.device))
+            out["compiled"] = lambda: cm(xc)
+    return out
 
 
 def build(cfg: str) -> Model:
@@ -60,9 +84,7 @@ def prepare_backends(model: Model, img: int, backends: list[str], tmp: Path, tag
     """CPU: one zero-argument callable per backend that runs a batch-``bs`` forward of ``model`` at ``img``."""
     x = torch.zeros(bs, 3, img, img)
     tag = f"{tag}_{img}" if bs == 1 else f"{tag}_{img}_b{bs}"
-    out: dict[str, Callable] = {}
-    if "pytorch" in backends:
-        out["pytorch"] = lambda: model(x)
+    out = pytorch_backends(model, x, backends)
     meta = export_metadata(int(model.stride.max()), list(model.names))
     em = prepare_for_export(deepcopy(model))
     with torch.no_grad():
@@ -93,11 +115,8 @@ def prepare_exported_backends(model: Model, img: int, backends: list[str], tmp: 
     """
     dtype = torch.half if half else torch.float32
     x = torch.zeros(bs, 3, img, img, device=device, dtype=dtype)
-    out: dict[str, Callable] = {}
-    if "pytorch" in backends:
-        m = deepcopy(model).to(device, dtype)
-        out["pytorch"] = lambda: m(x)
-    exports = [b for b in backends if b != "pytorch"]
+    out = pytorch_backends(deepcopy(model).to(device, dtype), x, backends)
+    exports = [b for b in backends if b not in PYTORCH_BACKENDS]
     if not exports:
         return out
     ckpt = tmp / f"{tag}_{img}_b{bs}.pt"
@@ -255,7 +274,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cfgs", nargs="+", default=DEFAULT_CFGS)
     ap.add_argument("--img", nargs="+", type=int, default=[320, 640])
     ap.add_argument("--backends", nargs="+", default=None, choices=list(BACKENDS),
-                    help="default: pytorch torchscript onnx, and engine (TensorRT) on CUDA")
+                    help="default: pytorch pytorch_cl compiled torchscript onnx, and engine (TensorRT) on CUDA")
     ap.add_argument("--device", default="cpu", help="cpu, or a CUDA device: 0 or cuda:0")
     ap.add_argument("--half", action="store_true", help="fp16 models and inputs (CUDA only)")
     ap.add_argument("--batch-size", nargs="+", type=int, default=[1], help="batch sizes to time, e.g. 1 32")
@@ -272,7 +291,8 @@ def main(opt: argparse.Namespace) -> list[dict]:
     """Time, print the table, and return its rows (``cfg, img, batch, params, gflops, ms: {backend: ms},
     attn_ms``; a ``skipped: {backend: reason}`` entry is on every row)."""
     device = check_opt(opt)
-    backends = list(opt.backends or ["pytorch", "torchscript", "onnx"] + (["engine"] if device.type == "cuda" else []))
+    backends = list(opt.backends or [*PYTORCH_BACKENDS, "torchscript", "onnx"] +
+                    (["engine"] if device.type == "cuda" else []))
     skipped = {b: why for b in backends if (why := backend_unavailable(b, device))}
     active = [b for b in backends if b not in skipped]
     torch.set_num_threads(opt.threads)

@@ -39,7 +39,8 @@ def child(opt: argparse.Namespace) -> None:
     opt_t = train.parse_opt(True)
     for k, v in dict(cfg=opt.cfg, weights="", data=opt.data, imgsz=320, batch_size=16, epochs=opt.epochs,
                      hyp=str(ROOT / "data/hyps/hyp.scratch-low.yaml"), device="cpu", workers=2, seed=opt.seed,
-                     project=opt.project, name=f"P_{Path(opt.cfg).stem}_s{opt.seed}").items():
+                     channels_last=opt.channels_last, keep_decoded=opt.keep_decoded, amp=opt.amp, project=opt.project,
+                     name=f"P_{Path(opt.cfg).stem}_s{opt.seed}").items():
         setattr(opt_t, k, v)
     results = train.main(opt_t, cb)
     starts = [t0] + marks["fit"][:-1]
@@ -59,6 +60,10 @@ def main() -> None:
     ap.add_argument("--data", default=str(SHARED / "data/bccd/bccd.yaml"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--project", default=str(ROOT / "runs/protocol_p"))
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                    help="train.py's --channels-last (default) or --no-channels-last")
+    ap.add_argument("--keep-decoded", type=float, default=256.0, metavar="MB", help="train.py's --keep-decoded")
+    ap.add_argument("--amp", default="auto", help="train.py's --amp (auto: fp32 on the CPU; bf16: bfloat16 autocast)")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     opt = ap.parse_args()
@@ -67,14 +72,17 @@ def main() -> None:
     rows = []
     for seed in opt.seeds:
         cmd = [sys.executable, __file__, "--child", "--seed", str(seed), "--epochs", str(opt.epochs), "--cfg", opt.cfg,
-               "--data", opt.data, "--project", opt.project]
+               "--data", opt.data, "--project", opt.project,
+               "--channels-last" if opt.channels_last else "--no-channels-last", "--keep-decoded", str(opt.keep_decoded),
+               "--amp", opt.amp]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((x for x in out.stdout.splitlines() if x.startswith("PROTOCOL_P ")), None)
         if out.returncode or line is None:
             sys.stderr.write(out.stderr[-4000:])
             raise SystemExit(f"seed {seed}: training failed (exit {out.returncode})")
         rows.append(json.loads(line[len("PROTOCOL_P "):]))
-    print(f"\nProtocol P: {Path(opt.cfg).name}, {opt.epochs} epochs, bccd, img 320, batch 16, CPU, 2 workers\n")
+    print(f"\nProtocol P: {Path(opt.cfg).name}, {opt.epochs} epochs, bccd, img 320, batch 16, CPU, 2 workers, "
+          f"{'channels-last' if opt.channels_last else 'NCHW'}, --keep-decoded {opt.keep_decoded:g} MB, --amp {opt.amp}\n")
     print(f"| {'run':<10} | {'s/epoch':>8} | {'train s':>8} | {'val s':>6} | {'RSS GB':>6} | {'P':>6} | {'R':>6} | "
           f"{'mAP@.5':>7} | {'mAP@.5:.95':>10} |")
     print("|" + "|".join("-" * (w + 2) for w in (10, 8, 8, 6, 6, 6, 6, 7, 10)) + "|")
@@ -83,6 +91,9 @@ def main() -> None:
         P, R, m50, m = r["results"][:4]
         print(f"| {'seed ' + str(r['seed']):<10} | {ep:8.1f} | {tr:8.1f} | {ep - tr:6.1f} | {r['rss_gb']:6.2f} | "
               f"{P:6.3f} | {R:6.3f} | {m50:7.3f} | {m:10.4f} |")
+    for r in rows:
+        print(f"  seed {r['seed']} per epoch, train s: {' '.join(f'{x:.1f}' for x in r['train_s'])}; "
+              f"whole s: {' '.join(f'{x:.1f}' for x in r['epochs'])}")
     if len(rows) > 1:
         mean = lambda i: sum(r["results"][i] for r in rows) / len(rows)  # noqa: E731
         print(f"| {'mean':<10} | {'':>8} | {'':>8} | {'':>6} | {'':>6} | {mean(0):6.3f} | {mean(1):6.3f} | "

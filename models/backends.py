@@ -32,8 +32,10 @@ import yaml
 
 from models.backend_openvino import OpenVINORunner
 from models.backend_tensorrt import TensorRTRunner
+from models.compiled import CompiledModel, resolve_compile_mode
 from models.experimental import attempt_load
 from utils.general import LOGGER, InputError, check_yaml
+from utils.memory_format import set_memory_format
 
 
 class UnsupportedFormatError(InputError, NotImplementedError):
@@ -158,7 +160,8 @@ class DetectMultiBackend(nn.Module):
     """
 
     def __init__(self, weights: str | Path | list = "yolov5s.pt", device: Any = None, dnn: bool = False,
-                 data: str | Path | dict | None = None):
+                 data: str | Path | dict | None = None, channels_last: bool = True,
+                 compile_mode: str | bool | None = None):
         """Load ``weights``.
 
         Args:
@@ -168,6 +171,9 @@ class DetectMultiBackend(nn.Module):
                 CUDA (``cuda:0`` when this is the CPU); outputs come back on the input's device.
             dnn: run ``.onnx`` files with OpenCV DNN instead of ONNX Runtime.
             data: a dataset yaml (path or dict) whose ``names`` replace the model's.
+            channels_last: ``.pt`` models: NHWC weights (faster convolutions, outputs equal to the last bits).
+            compile_mode: ``.pt`` models: ``'auto'``, ``'onednn'`` (CPU) or ``'inductor'`` runs a compiled graph
+                per input shape (:mod:`models.compiled`); None runs the model eagerly.
 
         Raises:
             NotImplementedError: a known format this project does not run (CoreML, TF…).
@@ -201,7 +207,9 @@ class DetectMultiBackend(nn.Module):
             model = attempt_load(list(weights) if many else w, map_location=self.device)
             stride = max(int(model.stride.max()), 32)
             names = list(model.module.names if hasattr(model, "module") else model.names)
-            self.model, self.dynamic = model, True
+            set_memory_format(model, channels_last)
+            mode = resolve_compile_mode(compile_mode, self.device)
+            self.model, self.dynamic = (CompiledModel(model, mode) if mode else model), True
         elif self.jit:
             LOGGER.info(f"Loading {w} for TorchScript inference...")
             extra_files = {"config.txt": ""}

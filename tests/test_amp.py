@@ -46,11 +46,33 @@ def yolov5n() -> Model:
     return Model(ROOT / "models/yolov5n.yaml")
 
 
-def test_amp_modes():
-    assert amp_dtype("auto", CPU) is None and amp_dtype("off", torch.device("cuda")) is None
+def test_amp_modes(monkeypatch):
+    import utils.amp
+
+    assert amp_dtype("off", CPU) is None and amp_dtype("off", torch.device("cuda")) is None
+    monkeypatch.setattr(utils.amp, "cpu_has_native_bf16", lambda: False)
+    assert amp_dtype("auto", CPU) is None  # v6.1: fp32 on the CPU
+    monkeypatch.setattr(utils.amp, "cpu_has_native_bf16", lambda: True)
+    assert amp_dtype("auto", CPU) is torch.bfloat16  # hardware bf16: autocast, as CUDA gets fp16
     assert amp_dtype("auto", torch.device("cuda")) is torch.float16 and amp_dtype("bf16", CPU) is torch.bfloat16
     with pytest.raises(ValueError, match="--amp 'fp8'"):
         amp_dtype("fp8", CPU)
+
+
+def test_cpu_bf16_flag_is_read_from_cpuinfo(monkeypatch, tmp_path):
+    import builtins
+
+    import utils.amp
+
+    real_open = builtins.open
+    for flags, want in (("fpu avx2 avx512f", False), ("fpu avx512f avx512_bf16 avx512_vnni", True),
+                        ("fpu amx_bf16 amx_tile", True)):
+        f = tmp_path / "cpuinfo"
+        f.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(f if p == "/proc/cpuinfo" else p, *a, **k))
+        assert utils.amp.cpu_has_native_bf16() is want
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no such file")))
+    assert utils.amp.cpu_has_native_bf16() is False
 
 
 def test_amp_check_passes_a_sound_model_and_fails_a_broken_one(yolov5n, yolo_log):

@@ -81,8 +81,21 @@ class LoadImagesAndLabels(Dataset):
         self.img_hw0: list[tuple | None] = [None] * n
         self.img_hw: list[tuple | None] = [None] * n
         self.img_npy: list[Path | None] = [None] * n
+        self.decoded: dict[int, tuple] | None = None  # see keep_decoded()
         if cache_images:
             self._cache_images(cache_images, prefix)
+
+    def keep_decoded(self, budget_mb: float) -> bool:
+        """Keep each image, once decoded and resized, in the memory of the process that loaded it (each loader
+        worker has its own copy), when all of them fit in ``budget_mb``; returns whether they do.
+
+        The same pixels as a fresh read (no other decoding or resizing), so results do not change; a mosaic reads
+        four images per sample, and decoding them was most of the loaders' CPU time, taken from training on a
+        small machine. Off with ``--cache`` (the images are cached already), or a budget of 0.
+        """
+        need = sum(h * w * 3 for h, w in (self._resized_hw(i) for i in range(len(self.img_files)))) / 1e6
+        self.decoded = {} if 0 < need <= budget_mb and self.imgs[0] is None else None
+        return self.decoded is not None
 
     def _take_labels(self, cache: dict, reused_from: Path | None, cache_path: Path, prefix: str,
                      nc: int | None, single_cls: bool) -> None:
@@ -197,6 +210,8 @@ class LoadImagesAndLabels(Dataset):
         """``(BGR image resized so its long side is img_size, (h0, w0) original, (h, w) resized)``."""
         if self.imgs[i] is not None:
             return self.imgs[i], self.img_hw0[i], self.img_hw[i]
+        if self.decoded is not None and i in self.decoded:
+            return self.decoded[i]
         npy = self.img_npy[i]
         if npy is not None and npy.exists():
             im = np.load(npy, allow_pickle=False)
@@ -210,6 +225,8 @@ class LoadImagesAndLabels(Dataset):
         if im.shape[:2] != (h, w):
             interp = cv2.INTER_LINEAR if self.augment or self.img_size > max(h0, w0) else cv2.INTER_AREA
             im = cv2.resize(im, (w, h), interpolation=interp)
+        if self.decoded is not None:
+            self.decoded[i] = im, (h0, w0), im.shape[:2]
         return im, (h0, w0), im.shape[:2]
 
     def load_mosaic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -341,8 +358,11 @@ def create_dataloader(path: str | Path | list, imgsz: int, batch_size: int, stri
                       hyp: dict | None = None, augment: bool = False, cache: bool | str = False, pad: float = 0.0,
                       rect: bool = False, rank: int = -1, workers: int = 8, image_weights: bool = False,
                       quad: bool = False, prefix: str = "", shuffle: bool = False,
-                      nc: int | None = None) -> tuple[DataLoader, LoadImagesAndLabels]:
+                      nc: int | None = None, keep_decoded_mb: float = 256.0) -> tuple[DataLoader, LoadImagesAndLabels]:
     """Build the dataset (rank 0 first under DDP) and its loader.
+
+    Decoded images are kept in each worker when the whole set fits ``keep_decoded_mb`` (see
+    :meth:`LoadImagesAndLabels.keep_decoded`; 0 turns it off).
 
     Shuffling is reproducible: the loader's generator is seeded from ``torch.initial_seed()`` (set by
     ``init_seeds``) plus the rank, and torch seeds ``random``/numpy in each worker from it.
@@ -354,6 +374,7 @@ def create_dataloader(path: str | Path | list, imgsz: int, batch_size: int, stri
         dataset = LoadImagesAndLabels(path, imgsz, batch_size, augment=augment, hyp=hyp, rect=rect,
                                       image_weights=image_weights, cache_images=cache, single_cls=single_cls,
                                       stride=int(stride), pad=pad, prefix=prefix, nc=nc)
+    dataset.keep_decoded(keep_decoded_mb)
     batch_size = min(batch_size, len(dataset))
     nd = torch.cuda.device_count()
     nw = min((os.cpu_count() or 1) // max(nd, 1), batch_size if batch_size > 1 else 0, workers)

@@ -142,8 +142,9 @@ def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
     fused.requires_grad_(False).to(conv.weight.device)
     scale = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)  # (c2,)
-    w = conv.weight.float().view(conv.out_channels, -1)
-    fused.weight.copy_((scale[:, None] * w).view(fused.weight.shape))
+    if conv.weight.is_contiguous(memory_format=torch.channels_last):  # keep the layout (NHWC weights stay NHWC)
+        fused.weight.data = fused.weight.data.contiguous(memory_format=torch.channels_last)
+    fused.weight.copy_(scale[:, None, None, None] * conv.weight.float())  # (c2, c1/g, k, k), any layout
     b_conv = conv.bias.float() if conv.bias is not None else torch.zeros_like(bn.running_mean, dtype=torch.float)
     fused.bias.copy_(scale * b_conv + bn.bias.float() - scale * bn.running_mean.float())
     return fused.to(conv.weight.dtype)

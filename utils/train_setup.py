@@ -215,7 +215,8 @@ def build_dataloaders(s: TrainRun) -> None:
     s.train_loader, s.dataset = create_dataloader(
         s.train_path, s.imgsz, s.batch_size // WORLD_SIZE, s.gs, opt.single_cls, hyp=hyp, augment=True,
         cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=LOCAL_RANK, workers=opt.workers,
-        image_weights=opt.image_weights, quad=opt.quad, prefix=colorstr("train: "), shuffle=True, nc=nc)
+        image_weights=opt.image_weights, quad=opt.quad, prefix=colorstr("train: "), shuffle=True, nc=nc,
+        keep_decoded_mb=keep_decoded_mb(opt))
     labels = s.dataset.labels
     all_labels = np.concatenate(labels, 0) if len(labels) else np.zeros((0, 5))
     mlc = int(all_labels[:, 0].max()) if len(all_labels) else -1  # max label class
@@ -227,7 +228,7 @@ def build_dataloaders(s: TrainRun) -> None:
         s.val_loader = create_dataloader(
             s.val_path, s.imgsz, s.batch_size // WORLD_SIZE * 2, s.gs, opt.single_cls, hyp=hyp,
             cache=None if opt.noval else opt.cache, rect=True, rank=-1, workers=opt.workers * 2, pad=0.5,
-            prefix=colorstr("val: "), nc=nc)[0]
+            prefix=colorstr("val: "), nc=nc, keep_decoded_mb=keep_decoded_mb(opt))[0]
         if not opt.resume:
             if s.plots:
                 plot_labels(all_labels, s.names, s.save_dir)
@@ -235,6 +236,11 @@ def build_dataloaders(s: TrainRun) -> None:
                 check_anchors(s.dataset, model=s.model, thr=hyp["anchor_t"], imgsz=s.imgsz)
             s.model.half().float()  # round anchors and weights to FP16 once, as v6.1 does
         s.callbacks.run("on_pretrain_routine_end")
+
+
+def keep_decoded_mb(opt: argparse.Namespace) -> float:
+    """``--keep-decoded`` (MB of decoded images each loader process may keep; 256 where an older opt lacks it)."""
+    return float(getattr(opt, "keep_decoded", 256.0))
 
 
 def prepare_model(s: TrainRun) -> None:
