@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="train.py's --channels-last (default) or --no-channels-last")
     ap.add_argument("--keep-decoded", type=float, default=256.0, metavar="MB", help="train.py's --keep-decoded")
-    ap.add_argument("--amp", default="auto", help="train.py's --amp (auto: fp32 on the CPU; bf16: bfloat16 autocast)")
+    ap.add_argument("--amp", default="auto", help="train.py's --amp (auto: bf16 on a CPU with hardware bf16, else fp32; off: fp32)")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     opt = ap.parse_args()

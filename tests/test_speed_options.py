@@ -101,7 +101,7 @@ def test_training_runs_in_the_layout_asked_for(tiny_data, tmp_path, channels_las
     opt = train.parse_opt(True)
     for k, v in dict(weights="", cfg=str(ROOT / "models/yolov5n.yaml"), data=str(tiny_data), imgsz=64,
                      batch_size=16, epochs=1, workers=0, device="cpu", project=str(tmp_path), name="e",
-                     channels_last=channels_last).items():
+                     noval=True, noplots=True, channels_last=channels_last).items():
         setattr(opt, k, v)
     train.main(opt, cb)
     assert seen and all(s == (channels_last, channels_last) for s in seen)
