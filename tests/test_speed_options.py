@@ -187,7 +187,7 @@ def test_a_graph_that_fails_or_disagrees_runs_eagerly(model, monkeypatch, yolo_l
     assert any("differs from the eager model" in line for line in yolo_log)
 
 
-def test_val_and_detect_give_the_same_results_compiled(tmp_path, tiny_data):
+def test_val_and_detect_give_the_same_results_compiled(tmp_path, tiny_data, yolo_log):
     import datetime
 
     torch.manual_seed(0)
@@ -201,6 +201,8 @@ def test_val_and_detect_give_the_same_results_compiled(tmp_path, tiny_data):
     eager = val.run(**kw, name="eager", channels_last=False)[0]
     fast = val.run(**kw, name="fast", compile="onednn")[0]
     assert np.allclose(eager, fast, atol=1e-3), (eager, fast)
+    assert any("compiled (onednn) for input" in line for line in yolo_log)  # a graph ran, not the eager fallback
+    assert not any("running it eagerly" in line for line in yolo_log)
     src = ROOT / "data" / "images"
     d1 = detect.run(weights=f, source=src, imgsz=64, conf_thres=0.001, max_det=5, device="cpu", project=tmp_path,
                     name="d1", save_txt=True, save_conf=True, nosave=True, channels_last=False)
