@@ -55,7 +55,7 @@ from utils.eval_records import EvalRecords  # noqa: E402
 from utils.evolve import evolve  # noqa: E402
 from utils.general import (LOGGER, InputError, check_file, check_img_size, check_suffix, check_yaml,  # noqa: E402
                            colorstr, increment_path, print_args, run_cli)
-from utils.memory_format import channels_last_option, set_memory_format, to_input_format  # noqa: E402
+from utils.memory_format import batch_to_model_input, channels_last_option, set_memory_format, to_input_format  # noqa: E402
 from utils.metrics import fitness, labels_to_image_weights  # noqa: E402
 from utils.run_dir import RunLock, check_belongs, new_run_id  # noqa: E402
 from utils.torch_utils import (de_parallel, init_seeds, release_memory, select_device,  # noqa: E402
@@ -189,12 +189,12 @@ def train_one_epoch(s: TrainRun, epoch: int) -> bool:
     for i, (imgs, targets, paths, _) in pbar:
         ni = i + s.nb * epoch  # integrated batches since train start
         callbacks.run("on_train_batch_start", ni, epoch)
-        imgs = imgs.to(s.device, non_blocking=True).float() / 255  # uint8 0-255 -> float 0.0-1.0
+        imgs = batch_to_model_input(imgs, s.device, channels_last_option(opt))  # uint8 0-255 -> float 0.0-1.0
         if ni <= s.nw:
             warmup(s, ni, epoch)
         if opt.multi_scale:
             imgs = multi_scale(imgs, s.imgsz, s.gs)
-        imgs = to_input_format(imgs, channels_last_option(opt))
+            imgs = to_input_format(imgs, channels_last_option(opt))  # keep the layout through the resize
         loss_items = forward_backward(s, imgs, targets)
         if ni - s.last_opt_step >= s.accumulate:
             optimizer_step(s)

@@ -21,7 +21,8 @@ from models.yolo import Detect, Model
 from tests.conftest import ROOT
 from utils.datasets import LoadImagesAndLabels
 from utils.general import InputError
-from utils.memory_format import channels_last_option, is_channels_last, set_memory_format, to_input_format
+from utils.memory_format import (batch_to_model_input, channels_last_option, is_channels_last, set_memory_format,
+                                 to_input_format)
 from utils.torch_utils import fuse_conv_and_bn
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
@@ -77,6 +78,14 @@ def test_fuse_conv_and_bn_is_the_same_for_both_layouts():
     b = fuse_conv_and_bn(conv, bn)
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
     assert b.weight.is_contiguous(memory_format=CL) and a.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_a_uint8_batch_becomes_the_same_floats_in_the_layout_asked_for(channels_last):
+    imgs = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8)
+    x = batch_to_model_input(imgs, "cpu", channels_last)
+    assert x.dtype == torch.float32 and torch.equal(x, imgs.float() / 255)  # the values of v6.1's conversion
+    assert x.is_contiguous(memory_format=CL) is channels_last and x.is_contiguous() is not channels_last
 
 
 def test_channels_last_option_defaults_on_and_the_flags_switch_it():

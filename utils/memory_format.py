@@ -50,6 +50,16 @@ def to_input_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
+def batch_to_model_input(imgs: torch.Tensor, device: torch.device | str, channels_last: bool) -> torch.Tensor:
+    """A uint8 0-255 image batch as the float 0.0-1.0 model input, on ``device`` and in the model's layout.
+
+    The layout changes on the uint8 tensor (a quarter of the float bytes); ``float() / 255`` keep it, so the
+    values are the same as converting afterwards, without a second float copy of the batch.
+    """
+    imgs = to_input_format(imgs.to(device, non_blocking=True), channels_last)  # (b, 3, h, w) uint8, NHWC strides
+    return imgs.float() / 255  # same strides, 0.0-1.0
+
+
 def channels_last_option(opt: object) -> bool:
     """``opt.channels_last``, True where the option is missing (an ``opt.yaml`` written before it existed)."""
     return bool(getattr(opt, "channels_last", True))
