@@ -251,7 +251,7 @@ def load_model(data: str | Path | dict, weights: str | list | None, batch_size: 
     if model.engine and model.runtime.profile is not None:  # a dynamic engine: at most its profile's batch
         batch_size = min(batch_size, int(model.runtime.profile[1][0]))
     elif not model.dynamic:  # shape-specialised export: square images, the batch the export was made for
-        batch_size = fixed_batch if model.engine and fixed_batch else 1
+        batch_size = fixed_batch or 1  # a smaller last batch is padded up to it
         LOGGER.info(f"Forcing --batch-size {batch_size} square inference shape({batch_size},3,{imgsz},{imgsz}) "
                     f"for non-PyTorch backends")
     data = check_dataset(data, autodownload=True)

@@ -294,12 +294,20 @@ class DetectMultiBackend(nn.Module):
 
     def _check_shape(self, im: torch.Tensor) -> None:
         s = self.input_shape
-        fits = [e is None or e == a or (i == 0 and self.engine and a < e)  # a static engine pads a smaller batch
+        fits = [e is None or e == a or (i == 0 and a < e)  # a static export pads a smaller batch (see _pad_batch)
                 for i, (e, a) in enumerate(zip(s or (), im.shape))]
         if s is not None and (len(s) != im.dim() or not all(fits)):
             want = "(" + ", ".join("N" if e is None else str(e) for e in s) + ")"
             raise ValueError(f"{self.weights} takes input shape {want} (a static export); got {tuple(im.shape)}. "
                              f"Use that size or re-export with --dynamic")
+
+    def _pad_batch(self, x: np.ndarray) -> np.ndarray:
+        """A batch smaller than a static export's fixed batch, padded with zero images up to it (the last batch of
+        a dataset); each image's output does not depend on the others, and the caller drops the padding's."""
+        n = self.input_shape[0] if self.input_shape else None
+        if n and x.shape[0] < n:
+            x = np.concatenate([x, np.zeros((n - x.shape[0], *x.shape[1:]), x.dtype)])
+        return x
 
     def forward(self, im: torch.Tensor, augment: bool = False, visualize: bool | Path = False, val: bool = False):
         """Run the model on a (bs, 3, h, w) float image batch in 0..1.
@@ -324,7 +332,7 @@ class DetectMultiBackend(nn.Module):
         if self.engine:
             y = self.runtime(im).to(im.device)  # CUDA tensors in and out
         else:
-            x = im.detach().cpu().numpy()
+            x = self._pad_batch(im.detach().cpu().numpy())
             if self.xml:
                 y = self.runtime(x)
             elif self.dnn:
@@ -332,7 +340,7 @@ class DetectMultiBackend(nn.Module):
                 y = self.net.forward()
             else:
                 y = self.session.run([self.output_name], {self.input_name: x.astype(self.input_dtype)})[0]
-            y = torch.from_numpy(np.ascontiguousarray(y)).to(im.device)
+            y = torch.from_numpy(np.ascontiguousarray(y[:im.shape[0]])).to(im.device)  # without the padding
         if im.is_floating_point():
             y = y.to(im.dtype)
         return (y, []) if val else y

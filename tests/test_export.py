@@ -318,3 +318,9 @@ def test_val_onnx_gives_pt_map(base, exported, selfdata, square, tmp_path, yolo_
     r_ts = _val(square["files"][0], data, tmp_path)
     assert abs(r_static[2] - r_ts[2]) <= 0.001 and abs(r_static[3] - r_ts[3]) <= 0.001, (r_static, r_ts)
     assert r_static[2] > 0, r_static
+    d3 = tmp_path / "b3"
+    d3.mkdir()
+    onnx3 = export.run(weights=shutil.copy(square["ckpt"], d3), imgsz=64, batch_size=3, include=["onnx"])[0]
+    r3 = _val(onnx3, data, tmp_path)  # batches of 3 images; the 16th alone, padded with 2 blank images
+    assert any("Forcing --batch-size 3 square inference shape(3,3,64,64)" in s for s in yolo_log)
+    assert r3[2:4] == pytest.approx(r_static[2:4], abs=1e-6), (r3, r_static)
