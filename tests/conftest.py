@@ -25,7 +25,11 @@ def benchmark_script(name: str, module_name: str | None = None):
     return mod
 
 
-torch.set_num_threads(2)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n 2: one thread per worker, and per subprocess it starts
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
 os.environ.setdefault("WANDB_MODE", "disabled")  # where wandb is installed, training tests log nowhere
 
 
