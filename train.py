@@ -55,7 +55,8 @@ from utils.eval_records import EvalRecords  # noqa: E402
 from utils.evolve import evolve  # noqa: E402
 from utils.general import (LOGGER, InputError, check_file, check_img_size, check_suffix, check_yaml,  # noqa: E402
                            colorstr, increment_path, print_args, run_cli)
-from utils.memory_format import batch_to_model_input, channels_last_option, set_memory_format, to_input_format  # noqa: E402
+from utils.memory_format import (batch_to_model_input, channels_last_option, set_memory_format,  # noqa: E402
+                                 to_input_format)
 from utils.metrics import fitness, labels_to_image_weights  # noqa: E402
 from utils.run_dir import RunLock, check_belongs, new_run_id  # noqa: E402
 from utils.torch_utils import (de_parallel, init_seeds, release_memory, select_device,  # noqa: E402

@@ -145,11 +145,8 @@ class TensorRTRunner:
         """The decoded (bs, N, 5 + nc) predictions (in the engine's output type, on its device)."""
         with self._on_device():
             x = im.to(device=self.device, dtype=self.input.dtype).contiguous()
-            n = x.shape[0]
             if self.profile is not None:
                 self._set_input_shape(tuple(x.shape))
-            elif self.shape[0] and n < self.shape[0]:  # a static engine built for a larger batch: pad, then slice
-                x = torch.cat((x, x.new_zeros((self.shape[0] - n, *x.shape[1:]))))
             outs = {b.name: torch.empty(self._output_shape(b), dtype=b.dtype, device=self.device)
                     for b in self.bindings if not b.is_input}
             ptrs = [x.data_ptr() if b.is_input else outs[b.name].data_ptr() for b in self.bindings]
@@ -164,4 +161,4 @@ class TensorRTRunner:
                 ok = self.context.execute_v2(ptrs)
             if not ok:
                 raise RuntimeError(f"TensorRT inference failed for input shape {tuple(x.shape)}")
-            return outs[self.output.name][:n]
+            return outs[self.output.name]

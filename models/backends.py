@@ -301,13 +301,11 @@ class DetectMultiBackend(nn.Module):
             raise ValueError(f"{self.weights} takes input shape {want} (a static export); got {tuple(im.shape)}. "
                              f"Use that size or re-export with --dynamic")
 
-    def _pad_batch(self, x: np.ndarray) -> np.ndarray:
+    def _pad_batch(self, im: torch.Tensor) -> torch.Tensor:
         """A batch smaller than a static export's fixed batch, padded with zero images up to it (the last batch of
         a dataset); each image's output does not depend on the others, and the caller drops the padding's."""
         n = self.input_shape[0] if self.input_shape else None
-        if n and x.shape[0] < n:
-            x = np.concatenate([x, np.zeros((n - x.shape[0], *x.shape[1:]), x.dtype)])
-        return x
+        return torch.cat((im, im.new_zeros((n - im.shape[0], *im.shape[1:])))) if n and im.shape[0] < n else im
 
     def forward(self, im: torch.Tensor, augment: bool = False, visualize: bool | Path = False, val: bool = False):
         """Run the model on a (bs, 3, h, w) float image batch in 0..1.
@@ -329,10 +327,11 @@ class DetectMultiBackend(nn.Module):
                 y = self.model(im, augment=augment, visualize=visualize) if augment or visualize else self.model(im)
             return y if val else y[0]
         self._check_shape(im)
+        n, x = im.shape[0], self._pad_batch(im.detach())
         if self.engine:
-            y = self.runtime(im).to(im.device)  # CUDA tensors in and out
+            y = self.runtime(x).to(im.device)  # CUDA tensors in and out
         else:
-            x = self._pad_batch(im.detach().cpu().numpy())
+            x = x.cpu().numpy()
             if self.xml:
                 y = self.runtime(x)
             elif self.dnn:
@@ -340,7 +339,8 @@ class DetectMultiBackend(nn.Module):
                 y = self.net.forward()
             else:
                 y = self.session.run([self.output_name], {self.input_name: x.astype(self.input_dtype)})[0]
-            y = torch.from_numpy(np.ascontiguousarray(y[:im.shape[0]])).to(im.device)  # without the padding
+            y = torch.from_numpy(np.ascontiguousarray(y)).to(im.device)
+        y = y[:n]  # without the padding's outputs
         if im.is_floating_point():
             y = y.to(im.dtype)
         return (y, []) if val else y
