@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
@@ -58,6 +59,21 @@ def _close(a: Any, b: Any) -> bool:
     return ta.shape == tb.shape and torch.allclose(ta.float(), tb.float(), rtol=1e-3, atol=1e-4)
 
 
+@contextmanager
+def onednn_fusion(on: bool = True) -> Iterator[None]:
+    """oneDNN Graph fusion for the TorchScript graphs run inside, restored on exit.
+
+    The switch is global to the process: left on, it also fuses every other TorchScript model run afterwards (a
+    ``.torchscript`` export validated in the same process), and some of those graphs fail to compile under it.
+    """
+    before = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(on or before)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
+
+
 class CompiledModel(nn.Module):
     """``model`` run through a compiled graph per input shape (see the module docstring).
 
@@ -91,13 +107,14 @@ class CompiledModel(nn.Module):
             ref = self.wrapped(x)
             try:
                 if self.mode == "onednn":
-                    torch.jit.enable_onednn_fusion(True)
                     graph = torch.jit.freeze(torch.jit.trace(self.wrapped, x, strict=False, check_trace=False))
-                    for _ in range(2):  # profiling runs: the fused graph is built from what they record
-                        graph(x)
+                    with onednn_fusion():
+                        for _ in range(2):  # profiling runs: the fused graph is built from what they record
+                            graph(x)
                 else:
                     graph = torch.compile(self.wrapped, dynamic=False)
-                out = graph(x)
+                with onednn_fusion(self.mode == "onednn"):
+                    out = graph(x)
             except Exception as e:  # noqa: BLE001 - any compiler failure leaves the eager model running
                 LOGGER.warning(f"WARNING: --compile {self.mode} failed for input {tuple(x.shape)} "
                                f"({type(e).__name__}: {str(e)[:200]}); running it eagerly")
@@ -118,7 +135,7 @@ class CompiledModel(nn.Module):
         graph = self.graphs[key]
         if graph is None:
             return self.wrapped(x)
-        with torch.no_grad():
+        with torch.no_grad(), onednn_fusion(self.mode == "onednn"):
             return graph(x)
 
 

@@ -171,6 +171,9 @@ def test_onednn_graph_matches_eager_and_is_built_once_per_shape(model, yolo_log)
         assert [a.shape for a in y[1]] == [a.shape for a in ref[1]]  # the raw level maps too (val.py's loss)
     assert len(cm.graphs) == 2 and all(g is not None for g in cm.graphs.values())
     assert sum("compiled (onednn)" in line for line in yolo_log) == 2
+    assert not torch.jit.onednn_fusion_enabled()  # process-wide switch: other TorchScript models run unfused
+    kinds = {n.kind() for n in torch.jit.last_executed_optimized_graph().nodes()}
+    assert "prim::oneDNNFusionGuard" in kinds  # ...while the compiled graph keeps its fused kernels
     assert cm.stride is fused.stride and cm.names == fused.names  # the wrapped model's attributes
     cm.float()
     assert cm.graphs == {}  # a dtype or device change drops graphs holding the old weights
