@@ -112,6 +112,21 @@ def test_fake_build_settings_and_metadata(fake_engines):
     assert len(checked) == 3 and "[static shape]" in checked[0] and "(1, 3, 96, 64)" in checked[2], checked
 
 
+@torch.no_grad()
+def test_a_static_batch_2_engine_pads_a_single_image(base, monkeypatch, tmp_path):
+    use_fake(monkeypatch, "10")
+    ckpt = Path(shutil.copy(base, tmp_path / "b2.pt"))
+    b = DetectMultiBackend(export.run(weights=ckpt, imgsz=STATIC[2:], batch_size=2, include=["engine"])[0])
+    assert b.input_shape == BATCH2
+    runner, given = b.runtime, []
+    b.runtime = lambda im: given.append(im.clone()) or runner(im)  # what the engine's input buffer holds
+    x = _x(STATIC)  # one image: padded with a blank one for the engine, whose output is dropped
+    y = b(x)
+    assert y.shape[0] == 1 and runner.context.calls == [BATCH2]
+    assert given[0].shape == BATCH2 and torch.equal(given[0][0], x[0]) and not given[0][1].any()
+    compare(y, attempt_load(ckpt)(x)[0])
+
+
 @pytest.mark.parametrize("api", ["10", "8"])
 @torch.no_grad()
 def test_fake_runtime_matches_pytorch_in_both_apis(fake_engines, api, monkeypatch, tmp_path):
